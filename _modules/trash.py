@@ -1,0 +1,351 @@
+"""
+The trash.net two-node HA cluster: configuration model, rendering and file management.
+
+Every configuration file the states manage is computed here from the pillar
+(merged over ``salt://trash/defaults.yaml`` and validated first); the
+``trash`` states only translate this module's answers.
+
+Minion options:
+
+``trash_root`` (default ``/``)
+    Directory under which managed files are written: ``/`` on a real node; a
+    scratch directory for image builds and tests.
+"""
+
+import difflib
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+
+import salt.utils.files
+import salt.utils.yaml
+from salt.exceptions import CommandExecutionError, SaltInvocationError
+
+try:
+    from trashlib import cib as _cib
+    from trashlib import corosync as _corosync
+    from trashlib import files as _files
+    from trashlib import model as _model
+
+    HAS_LIB = True
+except ImportError:  # pragma: no cover - reported by __virtual__
+    HAS_LIB = False
+
+log = logging.getLogger(__name__)
+
+__virtualname__ = "trash"
+
+DEFAULTS_URL = "salt://trash/defaults.yaml"
+# DRBD 8.4 is driven by the 8.4 userland that drbd-utils ships beside its 9.x drbdadm
+DRBDADM = {"8.4": "/usr/lib/drbd/drbdadm-84", "9": "drbdadm"}
+
+
+def __virtual__():
+    if not HAS_LIB:
+        return False, "trash: the trashlib package from _utils/ is not importable (sync utils)"
+    return __virtualname__
+
+
+def _defaults():
+    if "trash.defaults" not in __context__:
+        text = __salt__["cp.get_file_str"](DEFAULTS_URL)
+        if not text:
+            raise CommandExecutionError(f"trash: cannot read {DEFAULTS_URL} from the file server")
+        __context__["trash.defaults"] = salt.utils.yaml.safe_load(text)
+    return __context__["trash.defaults"]
+
+
+def _load():
+    """The validated configuration (with secrets); cached per pillar content."""
+    pillar = {"trash": __pillar__.get("trash")}
+    key = hashlib.sha256(json.dumps(pillar, sort_keys=True, default=str).encode()).hexdigest()
+    cached = __context__.get("trash.config")
+    if cached and cached[0] == key:
+        return cached[1]
+    try:
+        cfg = _model.load(pillar, _defaults())
+    except _model.PillarError as exc:
+        raise CommandExecutionError(exc.text()) from None
+    __context__["trash.config"] = (key, cfg)
+    return cfg
+
+
+def _node(cfg, node=None):
+    node = node or __opts__["id"]
+    if node not in cfg["nodes"]:
+        raise CommandExecutionError(
+            f"trash: {node!r} is not a cluster node (trash:nodes has {', '.join(cfg['nodes'])})"
+        )
+    return node
+
+
+def _secrets(cfg):
+    values = [cfg["cluster"]["authkey"], cfg["drbd"]["shared_secret"]]
+    values += [n["bmc"]["password"] for n in cfg["nodes"].values()]
+    return [v for v in values if v]
+
+
+def _redact(text, secrets):
+    for value in secrets:
+        text = text.replace(value, _model.SECRET)
+    return text
+
+
+def validate():
+    """
+    Validate the trash pillar merged over the defaults and list every problem.
+
+    Returns ``{"valid": True}`` or ``{"valid": False, "problems": ["key: message", ...]}``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call trash.validate
+    """
+    try:
+        _model.load({"trash": __pillar__.get("trash")}, _defaults())
+    except _model.PillarError as exc:
+        return {"valid": False, "problems": [f"{p}: {m}" for p, m in exc.problems]}
+    return {"valid": True}
+
+
+def config():
+    """
+    The normalised configuration of the whole cluster, secrets replaced by ``<secret>``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call trash.config --out=yaml
+    """
+    return _model.redact(_load())
+
+
+def plan(node=None, concern=None):
+    """
+    The files the states manage on this node (or ``node``): path, concern, mode, check.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call trash.plan concern=drbd
+    """
+    cfg = _load()
+    return [
+        {"path": f.path, "concern": f.concern, "mode": f.mode, "check": f.check}
+        for f in _specs(cfg, _node(cfg, node), concern)
+    ]
+
+
+def _specs(cfg, node, concern=None):
+    if concern is not None and concern not in _files.CONCERNS:
+        raise SaltInvocationError(
+            f"trash: unknown concern {concern!r} (known: {', '.join(_files.CONCERNS)})"
+        )
+    return [f for f in _files.plan(cfg, node) if concern in (None, f.concern)]
+
+
+def render(outdir, node=None, concern=None):
+    """
+    Write every file the states manage on this node under ``outdir`` at its target path.
+
+    Nothing else is touched; an invalid pillar writes nothing. Returns the paths written.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call --local --config-dir=etc/salt --id=node1 trash.render /tmp/node1
+    """
+    cfg = _load()
+    specs = _specs(cfg, _node(cfg, node), concern)
+    outdir = os.path.abspath(outdir)
+    written = []
+    for spec in specs:
+        target = outdir + spec.path
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        _write_atomic(target, spec.content, int(spec.mode, 8))
+        written.append(target)
+    return {"outdir": outdir, "node": node or __opts__["id"], "files": written}
+
+
+def _write_atomic(target, content, mode):
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(target), prefix=".trash-")
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(content)
+        os.replace(tmp, target)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _read(path):
+    try:
+        with salt.utils.files.fopen(path, "rb") as handle:
+            return handle.read()
+    except FileNotFoundError:
+        return None
+
+
+def _diff(path, old, new, spec, secrets):
+    if spec.secret:
+        return "secret content changed (not shown)" if old is not None else "secret file created"
+    try:
+        old_text = "" if old is None else old.decode()
+        new_text = new.decode()
+    except UnicodeDecodeError:
+        return "binary content changed"
+    lines = difflib.unified_diff(old_text.splitlines(True), new_text.splitlines(True),
+                                 path, path)
+    return _redact("".join(lines), secrets)
+
+
+# corosync -t insists that a nodelist entry is a local address: check in a private
+# network namespace that has exactly this node's link addresses, whatever the host has.
+_COROSYNC_CHECK = ('ip link set lo up; conf=$1; shift; '
+                   'for a in "$@"; do ip addr add "$a" dev lo; done; exec corosync -t -c "$conf"')
+
+
+def _check(cfg, node, check, stage):
+    """Run the real tool's offline check over the staged files of one check.
+
+    Returns None when the tool accepts them, else the tool's own message.
+    """
+    if check == "corosync":
+        conf = stage + "/etc/corosync/corosync.conf"
+        with salt.utils.files.fopen(conf) as handle:
+            text = handle.read()
+        with salt.utils.files.fopen(conf, "w") as handle:
+            handle.write(text.replace(f"keyfile: {_corosync.KEYFILE}",
+                                      f"keyfile: {stage}{_corosync.KEYFILE}"))
+        addrs = [f"{cfg['nodes'][node]['ip'][link]}/32" for link in cfg["cluster"]["links"]]
+        cmd = ["unshare", "--net", "sh", "-ec", _COROSYNC_CHECK, "sh", conf, *addrs]
+        tool = "corosync"
+    elif check == "cib":
+        path = stage + "/etc/trash/cib.xml"
+        with salt.utils.files.fopen(path) as handle:
+            text = _cib.with_status(handle.read(), cfg["cluster"]["nodes"])
+        with salt.utils.files.fopen(path, "w") as handle:
+            handle.write(text)
+        cmd = ["crm_verify", "--xml-file", path]
+    elif check == "drbd":
+        main = os.path.join(stage, "etc/drbd.conf")
+        with salt.utils.files.fopen(main, "w") as handle:
+            handle.write(f'include "{stage}/etc/drbd.d/*.conf";\n'
+                         f'include "{stage}/etc/drbd.d/*.res";\n')
+        cmd = [DRBDADM[str(cfg["drbd"]["version"])], "-c", main, "dump", "all"]
+    else:
+        raise CommandExecutionError(f"trash: unknown check {check!r}")
+    if check != "corosync":
+        tool = cmd[0]
+    if not shutil.which(tool):
+        return f"cannot check: {tool} is not installed"
+    res = __salt__["cmd.run_all"](cmd, python_shell=False, ignore_retcode=True,
+                                  output_loglevel="quiet")
+    if res["retcode"] != 0:
+        return _redact((res["stderr"] or res["stdout"]).strip(), _secrets(cfg))
+    return None
+
+
+def check(node=None, concern=None):
+    """
+    Check this node's rendered files with the real tools (corosync -t, crm_verify,
+    drbdadm of the configured DRBD version) without installing them.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call trash.check
+    """
+    cfg = _load()
+    node = _node(cfg, node)
+    return _run_checks(cfg, node, _specs(cfg, node, concern))
+
+
+def _run_checks(cfg, node, specs):
+    checks = sorted({s.check for s in specs if s.check})
+    problems = {}
+    if not checks:
+        return problems
+    stage = tempfile.mkdtemp(prefix="trash-check-")
+    try:
+        for spec in specs:
+            target = stage + spec.path
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            _write_atomic(target, spec.content, 0o600)
+        for name in checks:
+            message = _check(cfg, node, name, stage)
+            if message:
+                problems[name] = message.replace(stage, "")
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    return problems
+
+
+def manage_files(concern, test=False, root=None):
+    """
+    Bring this node's files of ``concern`` to their rendered content, owner root, and mode.
+
+    The real tools check the new files first; nothing is written when a check fails or
+    in test mode. Returns ``{"result", "changes", "comment"}`` for the state.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call trash.manage_files drbd test=True
+    """
+    cfg = _load()
+    node = _node(cfg)
+    specs = _specs(cfg, node, concern)
+    root = root or __opts__.get("trash_root", "/")
+    secrets = _secrets(cfg)
+    changes, pending, waiting = {}, [], []
+    for spec in specs:
+        target = os.path.join(root, spec.path.lstrip("/"))
+        if root == "/" and spec.needs_mount and not os.path.ismount(spec.needs_mount):
+            waiting.append(f"{spec.path} (waits for {spec.needs_mount} to be mounted)")
+            continue
+        old = _read(target)
+        item = {}
+        if old != spec.content:
+            item["diff"] = _diff(spec.path, old, spec.content, spec, secrets) if old is not None \
+                else ("new secret file" if spec.secret else "new file")
+        if old is not None:
+            stat = os.stat(target)
+            mode = oct(stat.st_mode & 0o7777)[2:].zfill(4)
+            if mode != spec.mode:
+                item["mode"] = {"old": mode, "new": spec.mode}
+            if stat.st_uid != 0:
+                item["owner"] = {"old": stat.st_uid, "new": 0}
+        if item:
+            changes[spec.path] = item
+            pending.append((spec, target))
+    problems = _run_checks(cfg, node, specs) if pending else {}
+    if problems:
+        text = "; ".join(f"{name} check failed: {msg}" for name, msg in sorted(problems.items()))
+        return {"result": False, "changes": {}, "comment": f"nothing written: {text}"}
+    notes = [f"not yet written: {', '.join(waiting)}"] if waiting else []
+    if not pending:
+        return {"result": True, "changes": {},
+                "comment": "; ".join([f"{len(specs) - len(waiting)} {concern} files are in the "
+                                      "rendered state"] + notes)}
+    if test:
+        return {"result": None, "changes": changes,
+                "comment": "; ".join([f"would update {len(pending)} {concern} files"] + notes)}
+    for spec, target in pending:
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        _write_atomic(target, spec.content, int(spec.mode, 8))
+        os.chown(target, 0, 0)
+    return {"result": True, "changes": changes,
+            "comment": "; ".join([f"updated {len(pending)} {concern} files"] + notes)}

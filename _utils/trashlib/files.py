@@ -1,0 +1,60 @@
+"""Every file the states manage on a node, with its content, owner, mode and check.
+
+``plan(cfg, node)`` is the single source of truth: ``trash.render`` writes
+exactly this list, and the ``trash.files_managed`` state manages exactly it.
+"""
+
+from dataclasses import dataclass, field
+
+from trashlib import cib, corosync, drbd, libvirt
+
+
+@dataclass(frozen=True)
+class FileSpec:
+    path: str
+    content: bytes = field(repr=False)
+    concern: str
+    mode: str = "0644"
+    secret: bool = False
+    # name of the offline check that must accept the file before it goes live
+    check: str = None
+    # the file lives on this mount point and must wait for it
+    needs_mount: str = None
+
+
+CONCERNS = ("cluster", "drbd", "guests")
+
+
+def plan(cfg, node):
+    """All files of ``node`` in a stable order."""
+    if node not in cfg["nodes"]:
+        raise KeyError(node)
+    peer = cfg["nodes"][node]["peer"]
+    out = [
+        FileSpec("/etc/corosync/corosync.conf", corosync.conf(cfg).encode(), "cluster",
+                 check="corosync"),
+        FileSpec("/etc/corosync/authkey", corosync.authkey(cfg), "cluster", "0400", secret=True),
+        FileSpec("/etc/trash/cib.xml", cib.render(cfg).encode(), "cluster", "0600", check="cib"),
+        # this node fences its peer, so it holds the peer's BMC password, and only that
+        FileSpec(cib.fence_secret_path(peer),
+                 (cfg["nodes"][peer]["bmc"]["password"] + "\n").encode(), "cluster", "0400",
+                 secret=True),
+        FileSpec("/etc/drbd.d/global_common.conf", drbd.global_common(cfg).encode(), "drbd",
+                 check="drbd"),
+    ]
+    for name in sorted(cfg["drbd"]["resources"]):
+        res = cfg["drbd"]["resources"][name]
+        # the shared secret is inside: root only (diffs show it redacted)
+        out.append(FileSpec(f"/etc/drbd.d/{name}.res", drbd.resource(cfg, res).encode(), "drbd",
+                            "0600", check="drbd"))
+    out.append(FileSpec(drbd.HANDLER, drbd.event_handler().encode(), "drbd", "0755"))
+    shared = cfg["shared"]["mountpoint"]
+    for name in sorted(cfg["guests"]):
+        g = cfg["guests"][name]
+        if g["storage"] == "cluster":
+            out.append(FileSpec(g["xml"], libvirt.render(cfg, g).encode(), "guests",
+                                needs_mount=shared))
+        elif g["home"] == node:
+            out.append(FileSpec(g["xml"], libvirt.render(cfg, g).encode(), "guests",
+                                needs_mount="/local"))
+    return out

@@ -1,0 +1,5 @@
+# The DRBD mirrors of trash:drbd:resources in the syntax of trash:drbd:version,
+# checked by that version's drbdadm, and the handler that reports DRBD events.
+trash-drbd-files-managed:
+  trash.files_managed:
+    - concern: drbd

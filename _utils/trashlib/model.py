@@ -103,6 +103,14 @@ class _Checker:
             self.err(path, f"{value!r} is not valid as {what} (pattern {pattern.pattern})")
 
 
+def _known(value, names):
+    """``value in names``, False rather than TypeError for a list or mapping from YAML."""
+    try:
+        return value in names
+    except TypeError:
+        return False
+
+
 def _iface(text):
     try:
         return ipaddress.ip_interface(text)
@@ -205,14 +213,14 @@ def _check_nodes(chk, cfg):
     prio = cfg["cluster"].get("priority_node")
     if prio is None:
         chk.err("trash:cluster:priority_node", "missing: name the node that wins a fence race (R4)")
-    elif prio not in nodes:
+    elif not _known(prio, nodes):
         chk.err("trash:cluster:priority_node", f"{prio!r} is not a member of trash:nodes")
     ids = {}
     seen_ips = {}
     for name, node in nodes.items():
         np = f"{p}:{name}"
         chk.name(name, np, what="a node name (it is the minion id and hostname)")
-        if not chk.typed(node, np, dict):
+        if chk.typed(node, np, dict) is None:
             continue
         chk.keys(node, np, NODE_KEYS)
         nid = chk.integer(node.get("nodeid"), f"{np}:nodeid", 1, 65535)
@@ -450,13 +458,13 @@ def _check_drbd(chk, cfg, nodes):
         home = res.get("home")
         if dual is False and home is None:
             chk.err(f"{rp}:home", "missing: a single-primary resource needs a home node")
-        elif home is not None and home not in nodes:
+        elif home is not None and not _known(home, nodes):
             chk.err(f"{rp}:home", f"{home!r} is not a member of trash:nodes")
         if dual and home is not None:
             chk.err(f"{rp}:home", "a dual-primary resource is primary on both nodes and has no home")
     for number, spec in parts.items():
         if isinstance(spec, dict) and spec.get("drbd") is not None \
-                and spec["drbd"] not in resources:
+                and not _known(spec["drbd"], resources):
             chk.err(f"trash:storage:partitions:{number}:drbd",
                     f"{spec['drbd']!r} is not a resource in trash:drbd:resources")
 
@@ -469,7 +477,7 @@ def _check_shared_and_vgs(chk, cfg, nodes):
     res = sh.get("drbd")
     if res is None:
         chk.err(f"{p}:drbd", "missing: the dual-primary DRBD resource that carries GFS2 (R10)")
-    elif res not in resources:
+    elif not _known(res, resources):
         chk.err(f"{p}:drbd", f"{res!r} is not a resource in trash:drbd:resources")
     elif not (isinstance(resources[res], dict) and resources[res].get("dual_primary") is True):
         chk.err(f"{p}:drbd", f"{res} must have dual_primary: true for GFS2 on both nodes")
@@ -479,7 +487,7 @@ def _check_shared_and_vgs(chk, cfg, nodes):
     if sh.get("fstype") != "gfs2":
         chk.err(f"{p}:fstype", "must be gfs2: only a cluster filesystem may be mounted on both nodes")
     vgs = chk.typed(cfg["volume_groups"], "trash:volume_groups", dict) or {}
-    users = {res: "trash:shared"} if res else {}
+    users = {res: "trash:shared"} if _known(res, resources) else {}
     for name, vg in vgs.items():
         vp = f"trash:volume_groups:{name}"
         chk.name(name, vp, _ID, "a volume group name")
@@ -487,7 +495,7 @@ def _check_shared_and_vgs(chk, cfg, nodes):
             continue
         chk.keys(vg, vp, VG_KEYS)
         r = vg.get("drbd")
-        if r not in resources:
+        if not _known(r, resources):
             chk.err(f"{vp}:drbd", f"{r!r} is not a resource in trash:drbd:resources")
         else:
             if r in users:
@@ -497,7 +505,7 @@ def _check_shared_and_vgs(chk, cfg, nodes):
                 chk.err(f"{vp}:drbd", f"{r} is dual-primary; a volume group is active on one node")
             elif isinstance(resources[r], dict) and vg.get("home") != resources[r].get("home"):
                 chk.err(f"{vp}:home", f"must equal the home of {r} ({resources[r].get('home')!r})")
-        if vg.get("home") not in nodes:
+        if not _known(vg.get("home"), nodes):
             chk.err(f"{vp}:home", f"{vg.get('home')!r} is not a member of trash:nodes")
 
 
@@ -508,7 +516,8 @@ def _check_guests(chk, cfg, nodes, bridges):
                                                 "domain_type"})
     guests = chk.typed(cfg["guests"], "trash:guests", dict) or {}
     vgs = cfg["volume_groups"] if isinstance(cfg["volume_groups"], dict) else {}
-    homes = {vg.get("home") for vg in vgs.values() if isinstance(vg, dict)}
+    homes = {vg.get("home") for vg in vgs.values()
+             if isinstance(vg, dict) and isinstance(vg.get("home"), str)}
     for name, spec in guests.items():
         gp = f"trash:guests:{name}"
         chk.name(name, gp, what="a guest name")
@@ -519,7 +528,7 @@ def _check_guests(chk, cfg, nodes, bridges):
         home = g.get("home")
         if home is None:
             chk.err(f"{gp}:home", "missing: the node the guest runs on")
-        elif home not in nodes:
+        elif not _known(home, nodes):
             chk.err(f"{gp}:home", f"{home!r} is not a member of trash:nodes")
         chk.integer(g.get("vcpus"), f"{gp}:vcpus", 1, 256)
         chk.integer(g.get("memory"), f"{gp}:memory", 64, 4 << 20)
@@ -533,14 +542,14 @@ def _check_guests(chk, cfg, nodes, bridges):
         if storage == "local" and failover:
             chk.err(f"{gp}:failover", "a guest on /local storage cannot fail over (R15); "
                                       "use storage: cluster or failover: false")
-        if storage == "cluster" and home in nodes and home not in homes:
+        if storage == "cluster" and _known(home, nodes) and home not in homes:
             chk.err(f"{gp}:home", f"{home} has no volume group in trash:volume_groups for "
                                   f"cluster storage")
         if g.get("domain_type") not in ("kvm", "qemu"):
             chk.err(f"{gp}:domain_type", f"{g.get('domain_type')!r} must be kvm or qemu")
         nets = chk.typed(g.get("networks"), f"{gp}:networks", list)
         for i, net in enumerate(nets or ()):
-            if net not in bridges:
+            if not _known(net, bridges):
                 chk.err(f"{gp}:networks:{i}", f"{net!r} is not a bridge (known: "
                                               f"{', '.join(sorted(bridges))})")
 
@@ -575,7 +584,7 @@ def _check_salt(chk, cfg, nodes):
         chk.err("trash:salt:masters", "must be all or a list of node names")
         return
     for i, m in enumerate(masters):
-        if m not in nodes:
+        if not _known(m, nodes):
             chk.err(f"trash:salt:masters:{i}", f"{m!r} is not a member of trash:nodes")
 
 

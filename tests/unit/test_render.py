@@ -1,0 +1,163 @@
+"""What the renderers write, from the example pillar."""
+
+import xml.etree.ElementTree as ET
+
+from trashlib import cib, corosync, drbd, files, libvirt
+
+
+def _res(cfg, name):
+    return cfg["drbd"]["resources"][name]
+
+
+def test_corosync_links_in_priority_order_with_two_node_quorum(cfg):
+    text = corosync.conf(cfg)
+    assert "link_mode: passive" in text and "two_node: 1" in text
+    assert "crypto_cipher: aes256" in text and "keyfile: /etc/corosync/authkey" in text
+    # back-channel first, storage second, the serial link last and with the lowest priority
+    node1 = text.split("name: node1")[1].split("}")[0]
+    assert "ring0_addr: 10.10.2.1" in node1 and "ring1_addr: 10.10.1.1" in node1
+    assert "ring2_addr: 10.10.5.1" in node1
+    assert text.index("knet_link_priority: 3") < text.index("knet_link_priority: 1")
+
+
+def test_corosync_without_two_node_quorum(cfg):
+    cfg["cluster"]["two_node"] = False
+    assert "two_node" not in corosync.conf(cfg)
+
+
+def test_authkey_is_the_decoded_pillar_value(cfg):
+    assert len(corosync.authkey(cfg)) == 128
+
+
+def test_drbd_84_puts_fencing_in_disk_and_uses_84_handlers(cfg):
+    text = drbd.resource(cfg, _res(cfg, "mirror0"))
+    disk = text.split("disk {")[1].split("}")[0]
+    net = text.split("net {")[1].split("}")[0]
+    assert "fencing resource-and-stonith;" in disk and "fencing" not in net
+    assert "allow-two-primaries yes;" in net
+    assert '"/usr/lib/drbd/crm-fence-peer.sh"' in text
+    assert 'after-resync-target "/usr/lib/drbd/crm-unfence-peer.sh"' in text
+    assert "node-id" not in text
+    assert "address 10.10.1.1:7788;" in text and "address 10.10.1.2:7788;" in text
+    assert "disk /dev/sda6;" in text
+
+
+def test_drbd_9_puts_fencing_in_net_with_node_ids(cfg):
+    cfg["drbd"]["version"] = "9"
+    text = drbd.resource(cfg, _res(cfg, "mirror1"))
+    net = text.split("net {")[1].split("}")[0]
+    assert "fencing resource-and-stonith;" in net
+    assert "allow-two-primaries" not in net
+    assert 'unfence-peer "/usr/lib/drbd/crm-unfence-peer.9.sh"' in text
+    assert "node-id 0;" in text and "node-id 1;" in text
+
+
+def test_drbd_partition_names_follow_the_disk(cfg):
+    cfg["nodes"]["node2"]["disk"] = "/dev/nvme0n1"
+    text = drbd.resource(cfg, _res(cfg, "mirror2"))
+    assert "disk /dev/nvme0n1p8;" in text and "disk /dev/sda8;" in text
+
+
+def _cib(cfg):
+    return cib.build(cfg)
+
+
+def _ids(root, tag):
+    return {e.get("id"): e for e in root.iter(tag)}
+
+
+def test_cib_fencing_priority_and_bans(cfg):
+    root = _cib(cfg)
+    prims = _ids(root, "primitive")
+    params = {p: {nv.get("name"): nv.get("value") for nv in prims[p].iter("nvpair")}
+              for p in ("fence-node1", "fence-node2")}
+    # node1 has priority: the device that fences node1 waits, the other does not
+    assert params["fence-node1"]["pcmk_delay_base"] == "15s"
+    assert "pcmk_delay_base" not in params["fence-node2"]
+    assert params["fence-node2"]["ip"] == "10.10.4.2"
+    assert params["fence-node2"]["password_script"] == "cat /etc/trash/fence/node2.password"
+    assert not any("password" == k for p in params.values() for k in p)
+    bans = {(e.get("rsc"), e.get("node")) for e in root.iter("rsc_location")
+            if e.get("score") == "-INFINITY"}
+    assert ("fence-node1", "node1") in bans and ("fence-node2", "node2") in bans
+    crm = {nv.get("name"): nv.get("value") for nv in root.find("configuration/crm_config").iter("nvpair")}
+    assert crm["stonith-enabled"] == "true" and crm["stonith-action"] == "off"
+
+
+def test_cib_guests_local_ones_are_not_managed(cfg):
+    prims = _ids(_cib(cfg), "primitive")
+    assert {"guest-stinky", "guest-shell2", "guest-fileserver"} <= set(prims)
+    assert "guest-knox" not in prims and "guest-ns1" not in prims
+
+
+def test_cib_pinned_guest_does_not_drag_its_volume_group(cfg):
+    root = _cib(cfg)
+    colo = _ids(root, "rsc_colocation")
+    assert colo["colocation-guest-stinky-with-vg-vg_node1"].get("influence") == "false"
+    assert colo["colocation-guest-fileserver-with-vg-vg_node1"].get("influence") is None
+    bans = {(e.get("rsc"), e.get("node")) for e in root.iter("rsc_location")
+            if e.get("score") == "-INFINITY"}
+    assert ("guest-stinky", "node2") in bans and ("guest-fileserver", "node2") not in bans
+
+
+def test_cib_stickiness_beats_home_preference(cfg):
+    root = _cib(cfg)
+    sticky = next(nv for nv in root.find("configuration/rsc_defaults").iter("nvpair")
+                  if nv.get("name") == "resource-stickiness")
+    prefs = [int(e.get("score")) for e in root.iter("rsc_location")
+             if e.get("score").lstrip("-").isdigit()]
+    assert int(sticky.get("value")) > max(prefs)
+
+
+def test_cib_promotable_clones(cfg):
+    clones = _ids(_cib(cfg), "clone")
+    meta = {c: {nv.get("name"): nv.get("value") for nv in clones[c].iter("nvpair")
+                if nv.get("id").startswith(c)} for c in clones}
+    assert meta["drbd-mirror0-clone"]["promoted-max"] == "2"
+    assert meta["drbd-mirror1-clone"]["promoted-max"] == "1"
+
+
+def test_cib_ids_are_unique(cfg):
+    ids = [e.get("id") for e in _cib(cfg).iter() if e.get("id")]
+    assert len(ids) == len(set(ids))
+
+
+def test_with_status_marks_online_nodes(cfg):
+    root = ET.fromstring(cib.with_status(cib.render(cfg).split("\n", 1)[1], ["node1"]))
+    states = root.findall("status/node_state")
+    assert [s.get("uname") for s in states] == ["node1"] and root.get("have-quorum") == "1"
+
+
+def test_domain_xml(cfg):
+    dom = libvirt.domain(cfg, cfg["guests"]["fileserver"])
+    assert dom.get("type") == "kvm" and dom.findtext("memory") == "4096"
+    assert dom.find("devices/disk/source").get("dev") == "/dev/vg_node1/fileserver"
+    assert [s.get("bridge") for s in dom.iter("source") if s.get("bridge")] == ["vbr1", "vbr101"]
+    macs = [m.get("address") for m in dom.iter("mac")]
+    assert len(set(macs)) == 2 and all(m.startswith("52:54:00:") for m in macs)
+    assert dom.find("devices/console").get("type") == "pty"
+    # stable across renders: the same guest keeps its UUID and MACs
+    again = libvirt.domain(cfg, cfg["guests"]["fileserver"])
+    assert again.findtext("uuid") == dom.findtext("uuid")
+
+
+def test_local_guest_uses_its_image(cfg):
+    dom = libvirt.domain(cfg, cfg["guests"]["knox"])
+    assert dom.find("devices/disk/source").get("file") == "/local/guests/knox.img"
+
+
+def test_plan_per_node(cfg):
+    node1 = {f.path: f for f in files.plan(cfg, "node1")}
+    node2 = {f.path: f for f in files.plan(cfg, "node2")}
+    # each node holds only its peer's BMC password
+    assert "/etc/trash/fence/node2.password" in node1 and "/etc/trash/fence/node1.password" not in node1
+    assert "/etc/trash/fence/node1.password" in node2
+    # /local guests only on their home node; cluster guests on both
+    assert "/local/guests/ns1.xml" in node1 and "/local/guests/ns1.xml" not in node2
+    assert "/local/guests/knox.xml" in node2
+    assert "/shared/guests/shell2.xml" in node1 and "/shared/guests/shell2.xml" in node2
+    for plan in (node1, node2):
+        assert plan["/etc/corosync/authkey"].mode == "0400" and plan["/etc/corosync/authkey"].secret
+        assert plan["/etc/drbd.d/mirror0.res"].mode == "0600"
+        assert plan["/shared/guests/stinky.xml"].needs_mount == "/shared"
+    assert node1["/etc/corosync/corosync.conf"].content == node2["/etc/corosync/corosync.conf"].content

@@ -1,0 +1,47 @@
+"""The trash state only translates the module's answer, in test and in real mode."""
+
+import pytest
+from salt.exceptions import CommandExecutionError
+
+from modload import load
+
+
+@pytest.fixture
+def state(trash_mod):
+    mod = load("_states/trash.py", "trash_state_under_test")
+    mod.__salt__ = {"trash.manage_files": trash_mod.manage_files}
+    mod.__opts__ = {"test": False}
+    return mod
+
+
+@pytest.mark.parametrize("test", [True, False])
+def test_files_managed_both_modes(state, test, tmp_path):
+    state.__opts__["test"] = test
+    ret = state.files_managed("trash-drbd-files-managed", "drbd")
+    assert ret["name"] == "trash-drbd-files-managed"
+    assert ret["result"] is (None if test else True)
+    assert "/etc/drbd.d/mirror0.res" in ret["changes"]
+    assert (tmp_path / "root/etc/drbd.d/mirror0.res").exists() is (not test)
+
+
+def test_files_managed_second_run_is_quiet(state):
+    state.files_managed("x", "guests")
+    ret = state.files_managed("x", "guests")
+    assert ret["result"] is True and ret["changes"] == {}
+
+
+def test_files_managed_invalid_pillar_fails_cleanly(state, example_pillar, tmp_path):
+    example_pillar["trash"]["cluster"]["priority_node"] = "node5"
+    ret = state.files_managed("x", "cluster")
+    assert ret["result"] is False and ret["changes"] == {}
+    assert "trash:cluster:priority_node" in ret["comment"]
+    assert not (tmp_path / "root").exists()
+
+
+def test_files_managed_module_error(state):
+    def boom(concern, test):
+        raise CommandExecutionError("corosync check failed")
+
+    state.__salt__["trash.manage_files"] = boom
+    ret = state.files_managed("x", "cluster")
+    assert ret == {"name": "x", "changes": {}, "result": False, "comment": "corosync check failed"}

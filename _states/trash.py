@@ -14,6 +14,28 @@ def __virtual__():
     return __virtualname__
 
 
+def pillar_valid(name, problems=None):
+    """
+    Succeed when the trash pillar is valid; fail listing every problem with its key.
+
+    problems
+        The problems found when the SLS was rendered (shown by show_highstate);
+        without them the pillar is validated now.
+
+    .. code-block:: yaml
+
+        trash-pillar-validated:
+          trash.pillar_valid: []
+    """
+    if problems is None:
+        problems = __salt__["trash.validate"]().get("problems", [])
+    if not problems:
+        return {"name": name, "changes": {}, "result": True, "comment": "the trash pillar is valid"}
+    return {"name": name, "changes": {}, "result": False,
+            "comment": f"invalid trash pillar, {len(problems)} problem(s), nothing was changed:\n"
+                       + "\n".join(problems)}
+
+
 def files_managed(name, concern):
     """
     Manage every file of one concern (``cluster``, ``drbd``, ``guests``) exactly as

@@ -112,6 +112,8 @@ def _known(value, names):
 
 
 def _iface(text):
+    if not isinstance(text, str):
+        return None
     try:
         return ipaddress.ip_interface(text)
     except ValueError:
@@ -245,7 +247,7 @@ def _check_nodes(chk, cfg):
         if addrs is not None:
             chk.keys(addrs, f"{np}:addresses", set(NODE_ADDRESS_ZONES))
         gw = node.get("gateway")
-        if gw is not None:
+        if gw is not None and chk.typed(gw, f"{np}:gateway", str) is not None:
             try:
                 gwip = ipaddress.ip_address(gw)
             except ValueError:
@@ -355,6 +357,7 @@ def _check_network(chk, cfg):
         if chk.typed(spec, vp, dict) is None:
             continue
         chk.keys(spec, vp, VLAN_KEYS)
+        chk.typed(spec.get("description", ""), f"{vp}:description", str)
         bridge = chk.typed(spec.get("bridge"), f"{vp}:bridge", str)
         if bridge is None:
             continue
@@ -388,7 +391,7 @@ def _check_storage(chk, cfg):
             continue
         chk.keys(spec, pp, PARTITION_KEYS)
         size = spec.get("size")
-        if size is None or parse_size(size) is None:
+        if not isinstance(size, str) or parse_size(size) is None:
             chk.err(f"{pp}:size", f"{size!r} is not a size like 20G")
         fs, drbd = spec.get("filesystem"), spec.get("drbd")
         if fs is not None and drbd is not None:
@@ -413,7 +416,7 @@ def _check_drbd(chk, cfg, nodes):
         chk.err(f"{p}:version", f"{dr.get('version')!r} must be \"8.4\" or \"9\"")
     if dr.get("protocol") not in ("A", "B", "C"):
         chk.err(f"{p}:protocol", f"{dr.get('protocol')!r} must be A, B or C")
-    if parse_size(dr.get("resync_rate", "")) is None:
+    if not isinstance(dr.get("resync_rate"), str) or parse_size(dr["resync_rate"]) is None:
         chk.err(f"{p}:resync_rate", f"{dr.get('resync_rate')!r} is not a rate like 100M")
     policies = {
         "after_sb_0pri": ("disconnect", "discard-younger-primary", "discard-older-primary",
@@ -484,6 +487,7 @@ def _check_shared_and_vgs(chk, cfg, nodes):
     mp = sh.get("mountpoint")
     if not isinstance(mp, str) or not mp.startswith("/"):
         chk.err(f"{p}:mountpoint", f"{mp!r} is not an absolute path")
+    chk.typed(sh.get("options"), f"{p}:options", str)
     if sh.get("fstype") != "gfs2":
         chk.err(f"{p}:fstype", "must be gfs2: only a cluster filesystem may be mounted on both nodes")
     vgs = chk.typed(cfg["volume_groups"], "trash:volume_groups", dict) or {}
@@ -532,7 +536,8 @@ def _check_guests(chk, cfg, nodes, bridges):
             chk.err(f"{gp}:home", f"{home!r} is not a member of trash:nodes")
         chk.integer(g.get("vcpus"), f"{gp}:vcpus", 1, 256)
         chk.integer(g.get("memory"), f"{gp}:memory", 64, 4 << 20)
-        if parse_size(g.get("disk_size", "")) is None:
+        chk.typed(g.get("description"), f"{gp}:description", str)
+        if not isinstance(g.get("disk_size"), str) or parse_size(g["disk_size"]) is None:
             chk.err(f"{gp}:disk_size", f"{g.get('disk_size')!r} is not a size like 20G")
         failover = chk.typed(g.get("failover"), f"{gp}:failover", bool)
         storage = g.get("storage")

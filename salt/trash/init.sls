@@ -1,10 +1,16 @@
-{#- The whole pillar is validated before any state is rendered: one error names
-    every problem with its key, and nothing runs. #}
+{#- The whole pillar is validated before anything else is rendered. When it is
+    invalid, the only state is the failed validation, which lists every problem
+    with its key (show_highstate shows them too); nothing else can change. #}
 {%- set check = salt['trash.validate']() %}
+trash-pillar-validated:
+  trash.pillar_valid:
+    - order: 1
 {%- if not check.valid %}
-{{ raise(check.problems | length ~ " problem(s) in the trash pillar, nothing was changed:\n  " ~ check.problems | join("\n  ")) }}
-{%- endif %}
+    - problems: {{ check.problems | json }}
+{%- else %}
+
 include:
   - trash.cluster
   - trash.drbd
   - trash.guests
+{%- endif %}

@@ -45,3 +45,18 @@ def test_files_managed_module_error(state):
     state.__salt__["trash.manage_files"] = boom
     ret = state.files_managed("x", "cluster")
     assert ret == {"name": "x", "changes": {}, "result": False, "comment": "corosync check failed"}
+
+
+def test_pillar_valid(state, trash_mod, example_pillar):
+    state.__salt__["trash.validate"] = trash_mod.validate
+    assert state.pillar_valid("v")["result"] is True
+    example_pillar["trash"]["network"]["vlans"][5000] = {"bridge": "vbr5000"}
+    ret = state.pillar_valid("v")
+    assert ret["result"] is False and ret["changes"] == {}
+    assert ret["comment"].startswith("invalid trash pillar, 1 problem(s)")
+    assert "trash:network:vlans:5000: VLAN id 5000 is outside 1-4094" in ret["comment"]
+
+
+def test_pillar_valid_reports_render_time_problems(state):
+    ret = state.pillar_valid("v", problems=["trash:nodes: must name the cluster nodes"])
+    assert ret["result"] is False and "trash:nodes: must name" in ret["comment"]

@@ -17,12 +17,19 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
+import sys
 import tempfile
 
 import salt.utils.files
 import salt.utils.yaml
 from salt.exceptions import CommandExecutionError, SaltInvocationError
+
+# A long-running minion keeps imported packages in sys.modules: drop trashlib so
+# that a sync of _utils takes effect together with this module.
+for _name in [n for n in sys.modules if n == "trashlib" or n.startswith("trashlib.")]:
+    del sys.modules[_name]
 
 try:
     from trashlib import cib as _cib
@@ -41,6 +48,10 @@ __virtualname__ = "trash"
 DEFAULTS_URL = "salt://trash/defaults.yaml"
 # DRBD 8.4 is driven by the 8.4 userland that drbd-utils ships beside its 9.x drbdadm
 DRBDADM = {"8.4": "/usr/lib/drbd/drbdadm-84", "9": "drbdadm"}
+# drbdadm 9.x re-executes drbdadm-84 when /proc/drbd or `modinfo drbd` reports an 8.4
+# module (the stock Debian kernel ships one): pin the parser to the configured version
+# (drbd-utils' own tests do the same); drbdadm-84 ignores it
+DRBD_VERSION_OVERRIDE = {"8.4": "8.4.0", "9": "9.0.0"}
 
 
 def __virtual__():
@@ -220,13 +231,19 @@ def _check(cfg, node, check, stage):
 
     Returns None when the tool accepts them, else the tool's own message.
     """
+    env = None
     if check == "corosync":
         conf = stage + "/etc/corosync/corosync.conf"
         with salt.utils.files.fopen(conf) as handle:
             text = handle.read()
+        text = text.replace(f"keyfile: {_corosync.KEYFILE}", f"keyfile: {stage}{_corosync.KEYFILE}")
+        # corosync -t opens the log file: keep it in the stage, not in this machine's /var/log
+        text = re.sub(r"(?m)^(\s*logfile:\s*)(/\S+)$", lambda m: m.group(1) + stage + m.group(2),
+                      text)
+        for logfile in re.findall(r"(?m)^\s*logfile:\s*(\S+)$", text):
+            os.makedirs(os.path.dirname(logfile), exist_ok=True)
         with salt.utils.files.fopen(conf, "w") as handle:
-            handle.write(text.replace(f"keyfile: {_corosync.KEYFILE}",
-                                      f"keyfile: {stage}{_corosync.KEYFILE}"))
+            handle.write(text)
         addrs = [f"{cfg['nodes'][node]['ip'][link]}/32" for link in cfg["cluster"]["links"]]
         cmd = ["unshare", "--net", "sh", "-ec", _COROSYNC_CHECK, "sh", conf, *addrs]
         tool = "corosync"
@@ -242,7 +259,9 @@ def _check(cfg, node, check, stage):
         with salt.utils.files.fopen(main, "w") as handle:
             handle.write(f'include "{stage}/etc/drbd.d/*.conf";\n'
                          f'include "{stage}/etc/drbd.d/*.res";\n')
-        cmd = [DRBDADM[str(cfg["drbd"]["version"])], "-c", main, "dump", "all"]
+        version = str(cfg["drbd"]["version"])
+        cmd = [DRBDADM[version], "-c", main, "dump", "all"]
+        env = {"DRBD_DRIVER_VERSION_OVERRIDE": DRBD_VERSION_OVERRIDE[version]}
     else:
         raise CommandExecutionError(f"trash: unknown check {check!r}")
     if check != "corosync":
@@ -250,7 +269,7 @@ def _check(cfg, node, check, stage):
     if not shutil.which(tool):
         return f"cannot check: {tool} is not installed"
     res = __salt__["cmd.run_all"](cmd, python_shell=False, ignore_retcode=True,
-                                  output_loglevel="quiet")
+                                  output_loglevel="quiet", env=env)
     if res["retcode"] != 0:
         return _redact((res["stderr"] or res["stdout"]).strip(), _secrets(cfg))
     return None

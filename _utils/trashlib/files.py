@@ -6,7 +6,7 @@ exactly this list, and the ``trash.files_managed`` state manages exactly it.
 
 from dataclasses import dataclass, field
 
-from trashlib import cib, corosync, drbd, libvirt
+from trashlib import cib, corosync, drbd, libvirt, serial
 
 
 @dataclass(frozen=True)
@@ -22,7 +22,7 @@ class FileSpec:
     needs_mount: str = None
 
 
-CONCERNS = ("cluster", "drbd", "guests")
+CONCERNS = ("serial", "cluster", "drbd", "guests")
 
 
 def plan(cfg, node):
@@ -31,6 +31,8 @@ def plan(cfg, node):
         raise KeyError(node)
     peer = cfg["nodes"][node]["peer"]
     out = [
+        FileSpec(serial.PEER_FILE, serial.peer_options(cfg, node).encode(), "serial"),
+        FileSpec(serial.UNIT_FILE, serial.unit(cfg).encode(), "serial"),
         FileSpec("/etc/corosync/corosync.conf", corosync.conf(cfg).encode(), "cluster",
                  check="corosync"),
         FileSpec("/etc/corosync/authkey", corosync.authkey(cfg), "cluster", "0400", secret=True),

@@ -142,6 +142,7 @@ def load(pillar, defaults):
     cfg = merge(base, {k: v for k, v in raw.items() if v is not None})
 
     _check_cluster(chk, cfg)
+    _check_serial(chk, cfg)
     nodes = _check_nodes(chk, cfg)
     bridges = _check_network(chk, cfg)
     _check_storage(chk, cfg)
@@ -200,6 +201,18 @@ def _check_cluster(chk, cfg):
         else:
             if not 128 <= size <= 4096:
                 chk.err(f"{p}:authkey", f"decodes to {size} bytes; corosync needs 128-4096")
+
+
+def _check_serial(chk, cfg):
+    p = "trash:serial"
+    ser = cfg["serial"]
+    chk.keys(ser, p, {"device", "baud"})
+    dev = chk.typed(ser.get("device"), f"{p}:device", str)
+    if dev is not None and not re.match(r"^tty[A-Za-z0-9]+$", dev):
+        chk.err(f"{p}:device", f"{dev!r} is not a tty name like ttyS0")
+    baud = chk.typed(ser.get("baud"), f"{p}:baud", int)
+    if baud is not None and baud not in (9600, 19200, 38400, 57600, 115200, 230400, 460800):
+        chk.err(f"{p}:baud", f"{baud} is not a serial line speed")
 
 
 def _check_nodes(chk, cfg):

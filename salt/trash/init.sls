@@ -10,6 +10,7 @@ trash-pillar-validated:
 {%- else %}
 
 include:
+  - trash.serial
   - trash.cluster
   - trash.drbd
   - trash.guests

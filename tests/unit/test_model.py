@@ -135,3 +135,13 @@ def test_merge_recurses_into_dicts_and_replaces_lists():
     base = {"a": {"b": 1, "c": [1, 2]}, "d": 1}
     assert model.merge(base, {"a": {"c": [3]}}) == {"a": {"b": 1, "c": [3]}, "d": 1}
     assert base["a"]["c"] == [1, 2]
+
+
+@pytest.mark.parametrize("change, key", [
+    ({"baud": 12345}, "trash:serial:baud"),
+    ({"device": "/dev/ttyS0"}, "trash:serial:device"),
+    ({"parity": "none"}, "trash:serial:parity"),
+])
+def test_serial_link_settings(example_pillar, defaults, change, key):
+    example_pillar["trash"]["serial"] = change
+    assert key in problems(example_pillar, defaults)

@@ -161,3 +161,14 @@ def test_plan_per_node(cfg):
         assert plan["/etc/drbd.d/mirror0.res"].mode == "0600"
         assert plan["/shared/guests/stinky.xml"].needs_mount == "/shared"
     assert node1["/etc/corosync/corosync.conf"].content == node2["/etc/corosync/corosync.conf"].content
+
+
+def test_serial_link_peers_point_at_each_other(cfg):
+    from trashlib import serial
+
+    one, two = serial.peer_options(cfg, "node1"), serial.peer_options(cfg, "node2")
+    assert "10.10.5.1:10.10.5.2" in one.splitlines() and "10.10.5.2:10.10.5.1" in two.splitlines()
+    assert "/dev/ttyS0" in one and "\n115200\n" in one and "netmask 255.255.255.252" in one
+    # a heartbeat path never gives up
+    assert "persist" in one and "maxfail 0" in one
+    assert "ExecStart=/usr/sbin/pppd call trash-serial" in serial.unit(cfg)

@@ -12,6 +12,7 @@ Minion options:
     scratch directory for image builds and tests.
 """
 
+import copy
 import difflib
 import hashlib
 import json
@@ -21,6 +22,7 @@ import re
 import shutil
 import sys
 import tempfile
+import xml.etree.ElementTree as _et
 
 import salt.utils.files
 import salt.utils.yaml
@@ -36,6 +38,7 @@ try:
     from trashlib import corosync as _corosync
     from trashlib import files as _files
     from trashlib import model as _model
+    from trashlib import pcmk as _pcmk
 
     HAS_LIB = True
 except ImportError:  # pragma: no cover - reported by __virtual__
@@ -368,3 +371,127 @@ def manage_files(concern, test=False, root=None):
         os.chown(target, 0, 0)
     return {"result": True, "changes": changes,
             "comment": "; ".join([f"updated {len(pending)} {concern} files"] + notes)}
+
+
+# Sections of the Pacemaker configuration this formula owns. Everything else
+# (node entries, the properties Pacemaker adds itself such as dc-version) stays.
+_CIB_SECTIONS = ("resources", "constraints", "rsc_defaults")
+_CIB_PROPERTY_SET = "cib-bootstrap-options"
+
+
+def _cib_env(cib_file):
+    cib_file = cib_file or __opts__.get("trash_cib_file")
+    return ({"CIB_file": cib_file} if cib_file else None), cib_file
+
+
+def _owned(conf):
+    """Canonical text of each owned part of a <configuration> element."""
+    out = {}
+    for name in _CIB_SECTIONS:
+        elem = conf.find(name)
+        out[name] = "" if elem is None else _et.canonicalize(_et.tostring(elem), strip_text=True)
+    props = conf.find(f"crm_config/cluster_property_set[@id='{_CIB_PROPERTY_SET}']")
+    out["properties"] = {nv.get("name"): nv.get("value")
+                         for nv in (props.iter("nvpair") if props is not None else ())}
+    return out
+
+
+def _merged_configuration(live_conf, desired_conf):
+    """The live configuration with the owned parts taken from the desired one."""
+    conf = copy.deepcopy(live_conf)
+    for name in _CIB_SECTIONS:
+        old = conf.find(name)
+        new = copy.deepcopy(desired_conf.find(name))
+        if old is not None:
+            conf.insert(list(conf).index(old), new)
+            conf.remove(old)
+        else:
+            conf.append(new)
+    crm = conf.find("crm_config")
+    if crm is None:
+        crm = _et.SubElement(conf, "crm_config")
+    props = crm.find(f"cluster_property_set[@id='{_CIB_PROPERTY_SET}']")
+    if props is None:
+        props = _et.SubElement(crm, "cluster_property_set", id=_CIB_PROPERTY_SET)
+    wanted = desired_conf.find(f"crm_config/cluster_property_set[@id='{_CIB_PROPERTY_SET}']")
+    for nv in wanted.iter("nvpair"):
+        have = next((e for e in props.iter("nvpair") if e.get("name") == nv.get("name")), None)
+        if have is None:
+            props.append(copy.deepcopy(nv))
+        else:
+            have.set("value", nv.get("value"))
+    return conf
+
+
+def _tool(cmd, env=None, what=None):
+    res = __salt__["cmd.run_all"](cmd, python_shell=False, ignore_retcode=True,
+                                  output_loglevel="quiet", env=env)
+    if res["retcode"] != 0:
+        raise CommandExecutionError(
+            f"{what or cmd[0]} failed: {(res['stderr'] or res['stdout']).strip()}")
+    return res["stdout"]
+
+
+def cib_apply(test=False, cib_file=None):
+    """
+    Bring the Pacemaker configuration to the rendered CIB: resources, constraints,
+    resource defaults and the cluster properties this formula sets.
+
+    The new configuration is checked by ``crm_verify`` against the live status first;
+    the transition it would cause (resources started, stopped, moved, promoted,
+    nodes fenced) is predicted by ``crm_simulate`` and reported, in test mode too.
+    ``cib_file`` (or the minion option ``trash_cib_file``) works on a saved CIB instead
+    of the running cluster, e.g. the output of ``cibadmin --query`` from production.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call trash.cib_apply test=True
+        salt-call trash.cib_apply test=True cib_file=/tmp/production-cib.xml
+    """
+    cfg = _load()
+    env, cib_file = _cib_env(cib_file)
+    try:
+        live_text = _tool(["cibadmin", "--query"], env, "cibadmin --query")
+    except CommandExecutionError as exc:
+        raise CommandExecutionError(
+            f"cannot read the Pacemaker configuration; is the cluster running on this node? "
+            f"({exc})") from None
+    live = _et.fromstring(live_text)
+    desired = _et.fromstring(_cib.render(cfg).split("\n", 1)[1])
+    live_conf, desired_conf = live.find("configuration"), desired.find("configuration")
+    merged = _merged_configuration(live_conf, desired_conf)
+    before, after = _owned(live_conf), _owned(merged)
+    changed = sorted(k for k in after if before[k] != after[k])
+    if not changed:
+        return {"result": True, "changes": {},
+                "comment": "the Pacemaker configuration is in the rendered state"}
+    candidate = copy.deepcopy(live)
+    candidate.remove(candidate.find("configuration"))
+    candidate.insert(0, merged)
+    stage = tempfile.mkdtemp(prefix="trash-cib-")
+    try:
+        path = os.path.join(stage, "cib.xml")
+        _write_atomic(path, _et.tostring(candidate), 0o600)
+        try:
+            _tool(["crm_verify", "--xml-file", path], what="crm_verify")
+            sim = _pcmk.parse_simulation(_tool(
+                ["crm_simulate", "--run", "--xml-file", path, "--output-as", "xml"],
+                what="crm_simulate"))
+        except CommandExecutionError as exc:
+            return {"result": False, "changes": {}, "comment": f"nothing changed: {exc}"}
+        transition = {action: [f"{rsc} on {node}" if rsc else node for rsc, node in pairs]
+                      for action, pairs in sim.summary().items()}
+        changes = {"pacemaker": {"sections": changed, "transition": transition or "nothing moves"}}
+        if test:
+            return {"result": None, "changes": changes,
+                    "comment": f"would replace {', '.join(changed)} in the Pacemaker configuration"}
+        conf_path = os.path.join(stage, "configuration.xml")
+        _write_atomic(conf_path, _et.tostring(merged), 0o600)
+        _tool(["cibadmin", "--replace", "--scope", "configuration", "--xml-file", conf_path],
+              env, "cibadmin --replace")
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    return {"result": True, "changes": changes,
+            "comment": f"replaced {', '.join(changed)} in the Pacemaker configuration"}

@@ -54,3 +54,23 @@ def files_managed(name, concern):
     except (CommandExecutionError, SaltInvocationError) as exc:
         ret.update(result=False, comment=str(exc))
     return ret
+
+
+def pacemaker_configured(name):
+    """
+    Bring the Pacemaker configuration (resources, constraints, defaults, the cluster
+    properties this formula sets) to the rendered CIB. In test mode the changes name
+    the predicted transition: what would start, stop, move, promote, and whom the
+    cluster would fence.
+
+    .. code-block:: yaml
+
+        trash-pacemaker-configured:
+          trash.pacemaker_configured: []
+    """
+    ret = {"name": name, "changes": {}, "result": True, "comment": ""}
+    try:
+        ret.update(__salt__["trash.cib_apply"](test=__opts__["test"]))
+    except (CommandExecutionError, SaltInvocationError) as exc:
+        ret.update(result=False, comment=str(exc))
+    return ret

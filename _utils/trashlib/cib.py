@@ -17,10 +17,11 @@ def fence_secret_path(target):
     return f"{FENCE_SECRET_DIR}/{target}.password"
 
 
-def _nvset(parent, tag, owner, pairs):
-    block = ET.SubElement(parent, tag, id=f"{owner}-{tag.split('_')[0]}")
+def _nvset(parent, tag, owner, pairs, block_id=None):
+    block_id = block_id or f"{owner}-{tag.split('_')[0]}"
+    block = ET.SubElement(parent, tag, id=block_id)
     for name, value in pairs:
-        ET.SubElement(block, "nvpair", id=f"{owner}-{tag.split('_')[0]}-{name}",
+        ET.SubElement(block, "nvpair", id=f"{block_id}-{name}",
                       name=name, value=str(value))
     return block
 
@@ -99,7 +100,8 @@ def build(cfg):
                              "num_updates": "0"})
     conf = ET.SubElement(cib, "configuration")
     crm = ET.SubElement(conf, "crm_config")
-    _nvset(crm, "cluster_property_set", "cib-bootstrap-options", [
+    # Pacemaker's own tools keep cluster properties in the set with this id
+    _nvset(crm, "cluster_property_set", "cib-bootstrap-options", block_id="cib-bootstrap-options", pairs=[
         ("stonith-enabled", "true"),
         ("stonith-action", cl["fence_action"]),
         ("no-quorum-policy", cl["no_quorum_policy"]),

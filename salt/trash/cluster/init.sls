@@ -3,3 +3,10 @@
 trash-cluster-files-managed:
   trash.files_managed:
     - concern: cluster
+{#- Pushing the CIB is a live action: not when the files go to another root (an
+    image build, a test) unless a CIB file stands in for the cluster. #}
+{%- if salt['config.get']('trash_root', '/') == '/' or salt['config.get']('trash_cib_file') %}
+
+include:
+  - trash.cluster.pacemaker
+{%- endif %}

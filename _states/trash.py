@@ -74,3 +74,21 @@ def pacemaker_configured(name):
     except (CommandExecutionError, SaltInvocationError) as exc:
         ret.update(result=False, comment=str(exc))
     return ret
+
+
+def drbd_metadata(name):
+    """
+    Create DRBD internal metadata on this node's backing devices that have none;
+    refuse (changing nothing) when a device holds anything else.
+
+    .. code-block:: yaml
+
+        trash-drbd-metadata-created:
+          trash.drbd_metadata: []
+    """
+    ret = {"name": name, "changes": {}, "result": True, "comment": ""}
+    try:
+        ret.update(__salt__["trash_drbd.metadata"](test=__opts__["test"]))
+    except (CommandExecutionError, SaltInvocationError) as exc:
+        ret.update(result=False, comment=str(exc))
+    return ret

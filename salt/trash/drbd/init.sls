@@ -3,3 +3,9 @@
 trash-drbd-files-managed:
   trash.files_managed:
     - concern: drbd
+{#- Metadata lives on this machine's disks: not when files go to another root. #}
+{%- if salt['config.get']('trash_root', '/') == '/' %}
+
+include:
+  - trash.drbd.metadata
+{%- endif %}

@@ -1,0 +1,138 @@
+"""
+DRBD on a trash cluster node: internal metadata on the backing partitions.
+
+Metadata is created only on a device that has none and holds nothing else: a
+device with a filesystem, a partition table, an LVM or RAID signature or DRBD
+metadata of another version is refused and left untouched. Nothing here forces a
+primary or discards data.
+"""
+
+import logging
+import os
+
+from salt.exceptions import CommandExecutionError
+
+log = logging.getLogger(__name__)
+
+__virtualname__ = "trash_drbd"
+
+# drbdmeta's metadata formats: 8.4 kernels read v08, DRBD 9 reads v09
+FORMAT = {"8.4": "v08", "9": "v09"}
+
+
+def __virtual__():
+    if "trash.config" not in __salt__:
+        return False, "trash_drbd: the trash execution module is not loaded"
+    return __virtualname__
+
+
+def _run(cmd):
+    return __salt__["cmd.run_all"](cmd, python_shell=False, ignore_retcode=True,
+                                   output_loglevel="quiet")
+
+
+def backing_devices(node=None):
+    """
+    The backing device of every DRBD resource on this node (or ``node``).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call trash_drbd.backing_devices
+    """
+    cfg = __salt__["trash.config"]()
+    node = node or __opts__["id"]
+    if node not in cfg["nodes"]:
+        raise CommandExecutionError(f"trash_drbd: {node!r} is not a cluster node")
+    disk = cfg["nodes"][node]["disk"]
+    sep = "p" if disk[-1].isdigit() else ""
+    return {name: {"device": f"{disk}{sep}{res['partition']}", "minor": res["minor"]}
+            for name, res in sorted(cfg["drbd"]["resources"].items())}
+
+
+def parse_blkid(text):
+    """``blkid -p -o export`` output as a dict (empty when nothing was found)."""
+    out = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition("=")
+        if sep:
+            out[key.strip()] = value.strip()
+    return out
+
+
+def probe(device, version):
+    """What is on ``device``: ``{"metadata": bool, "signature": {...} or None}``."""
+    fmt = FORMAT[version]
+    md = _run(["drbdmeta", "0", fmt, device, "internal", "dump-md"])
+    if md["retcode"] == 0:
+        return {"metadata": True, "signature": None}
+    found = _run(["blkid", "-p", "-o", "export", device])
+    # blkid exits 2 when it finds nothing
+    if found["retcode"] not in (0, 2):
+        raise CommandExecutionError(f"blkid {device}: {found['stderr'].strip()}")
+    sig = parse_blkid(found["stdout"]) if found["retcode"] == 0 else {}
+    sig.pop("DEVNAME", None)
+    return {"metadata": False, "signature": sig or None}
+
+
+def metadata(test=False):
+    """
+    Create DRBD internal metadata on every backing device of this node that has none.
+
+    Refuses, and creates nothing at all, when any device is missing or holds a
+    filesystem, a partition table, another signature or metadata of another DRBD
+    version; the comment says what was found and how to proceed.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call trash_drbd.metadata test=True
+    """
+    cfg = __salt__["trash.config"]()
+    version = str(cfg["drbd"]["version"])
+    refusals, pending, present = [], [], []
+    for name, spec in backing_devices().items():
+        device = spec["device"]
+        if not os.path.exists(device):
+            refusals.append(f"{name}: its backing device {device} does not exist "
+                            "(the storage layout creates it)")
+            continue
+        found = probe(device, version)
+        if found["metadata"]:
+            present.append(name)
+        elif found["signature"]:
+            what = ", ".join(f"{k}={v}" for k, v in sorted(found["signature"].items()))
+            refusals.append(
+                f"{name}: {device} is not empty ({what}); DRBD metadata would overwrite its "
+                f"end. If its content is expendable, erase it yourself (wipefs --all {device}) "
+                "and apply again; nothing was changed")
+        else:
+            pending.append((name, spec))
+    if refusals:
+        return {"result": False, "changes": {},
+                "comment": "refusing to create DRBD metadata:\n" + "\n".join(refusals)}
+    if not pending:
+        return {"result": True, "changes": {},
+                "comment": f"DRBD metadata present for {', '.join(present) or 'no resource'}"}
+    fmt = FORMAT[version]
+    changes = {name: {"metadata": {"old": None, "new": f"internal {fmt} on {spec['device']}"}}
+               for name, spec in pending}
+    if test:
+        return {"result": None, "changes": changes,
+                "comment": f"would create DRBD metadata for {', '.join(changes)}"}
+    created = []
+    for name, spec in pending:
+        cmd = ["drbdmeta", "--force", str(spec["minor"]), fmt, spec["device"], "internal",
+               "create-md"]
+        if fmt == "v09":
+            cmd.append("1")  # one peer: the other node
+        res = _run(cmd)
+        if res["retcode"] != 0:
+            return {"result": False, "changes": {n: changes[n] for n in created},
+                    "comment": f"drbdmeta create-md for {name} failed: "
+                               f"{(res['stderr'] or res['stdout']).strip()}"}
+        created.append(name)
+    return {"result": True, "changes": changes,
+            "comment": f"created DRBD metadata for {', '.join(changes)}"}

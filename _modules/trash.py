@@ -481,9 +481,9 @@ def cib_apply(test=False, cib_file=None):
                 what="crm_simulate"))
         except CommandExecutionError as exc:
             return {"result": False, "changes": {}, "comment": f"nothing changed: {exc}"}
-        transition = {action: [f"{rsc} on {node}" if rsc else node for rsc, node in pairs]
-                      for action, pairs in sim.summary().items()}
-        changes = {"pacemaker": {"sections": changed, "transition": transition or "nothing moves"}}
+        transition = [f.describe() for f in sim.fencing] + [c.describe() for c in sim.changes]
+        changes = {"pacemaker": {"sections": changed,
+                                 "transition": transition or ["nothing starts, stops or moves"]}}
         if test:
             return {"result": None, "changes": changes,
                     "comment": f"would replace {', '.join(changed)} in the Pacemaker configuration"}

@@ -72,8 +72,19 @@ def _defaults():
     return __context__["trash.defaults"]
 
 
+class _InvalidPillar(CommandExecutionError):
+    """The pillar is invalid; ``problems`` lists (key path, message) pairs."""
+
+    def __init__(self, problems):
+        self.problems = list(problems)
+        super().__init__(_model.PillarError(self.problems).text())
+
+
 def _load():
     """The validated configuration (with secrets); cached per pillar content."""
+    if __pillar__.get("_errors"):
+        # an SLS that failed to render leaves a partial pillar: say so, not "missing"
+        raise _InvalidPillar([("pillar", f"did not render: {e}") for e in __pillar__["_errors"]])
     pillar = {"trash": __pillar__.get("trash")}
     key = hashlib.sha256(json.dumps(pillar, sort_keys=True, default=str).encode()).hexdigest()
     cached = __context__.get("trash.config")
@@ -82,7 +93,7 @@ def _load():
     try:
         cfg = _model.load(pillar, _defaults())
     except _model.PillarError as exc:
-        raise CommandExecutionError(exc.text()) from None
+        raise _InvalidPillar(exc.problems) from None
     __context__["trash.config"] = (key, cfg)
     return cfg
 
@@ -121,8 +132,8 @@ def validate():
         salt-call trash.validate
     """
     try:
-        _model.load({"trash": __pillar__.get("trash")}, _defaults())
-    except _model.PillarError as exc:
+        _load()
+    except _InvalidPillar as exc:
         return {"valid": False, "problems": [f"{p}: {m}" for p, m in exc.problems]}
     return {"valid": True}
 

@@ -442,8 +442,12 @@ def _check_drbd(chk, cfg, nodes):
         if dr.get(key) not in allowed:
             chk.err(f"{p}:{key}", f"{dr.get(key)!r} must be one of {', '.join(allowed)}")
     secret = chk.typed(dr.get("shared_secret"), f"{p}:shared_secret", str)
-    if secret is not None and not 1 <= len(secret) <= 64:
-        chk.err(f"{p}:shared_secret", "must be 1-64 characters")
+    # drbdadm 9 refuses more than 63 characters; a quote or backslash breaks the quoted
+    # string, and either way drbdadm's message would quote part of the secret
+    if secret is not None and (not 1 <= len(secret) <= 63
+                               or re.search(r'["\\\x00-\x1f]', secret)):
+        chk.err(f"{p}:shared_secret", "must be 1-63 characters without quotes, backslashes "
+                                      "or control characters")
     resources = chk.typed(dr.get("resources"), f"{p}:resources", dict) or {}
     parts = cfg["storage"].get("partitions") if isinstance(cfg["storage"].get("partitions"), dict) else {}
     minors, ports, used_parts = {}, {}, {}

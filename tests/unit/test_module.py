@@ -129,3 +129,12 @@ def test_unknown_concern(trash_mod):
 
     with pytest.raises(SaltInvocationError, match="unknown concern 'storage'"):
         trash_mod.plan(concern="storage")
+
+
+def test_a_pillar_that_did_not_render_is_named(trash_mod, example_pillar, tmp_path):
+    example_pillar["_errors"] = ["Rendering SLS 'trash.cluster' failed"]
+    assert trash_mod.validate() == {
+        "valid": False, "problems": ["pillar: did not render: Rendering SLS 'trash.cluster' failed"]}
+    with pytest.raises(CommandExecutionError, match="did not render"):
+        trash_mod.render(str(tmp_path / "out"))
+    assert not (tmp_path / "out").exists()

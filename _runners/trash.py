@@ -59,13 +59,13 @@ def __virtual__():
 # --- pure helpers ---------------------------------------------------------------
 
 
-def is_member(minion, trash):
+def _is_member(minion, trash):
     """True when ``minion`` is a key of ``trash:nodes`` (``trash`` is the pillar's trash dict)."""
     nodes = trash.get("nodes") if isinstance(trash, dict) else None
     return isinstance(minion, str) and isinstance(nodes, dict) and minion in nodes
 
 
-def secret_values(tree):
+def _secret_values(tree):
     """Every non-empty string under a secret-looking key of ``tree``, longest first."""
     found = set()
 
@@ -83,14 +83,14 @@ def secret_values(tree):
     return sorted(found, key=lambda s: (-len(s), s))
 
 
-def redact_text(text, secrets):
+def _redact_text(text, secrets):
     """``text`` with every occurrence of every secret replaced by ``<secret>``."""
     for value in secrets:
         text = text.replace(value, SECRET)
     return text
 
 
-def sanitize(obj, secrets):
+def _sanitize(obj, secrets):
     """A JSON-safe copy of event data without any secret.
 
     Values under secret-looking keys are replaced whole; every string (keys too)
@@ -104,23 +104,23 @@ def sanitize(obj, secrets):
             if key.startswith("_"):
                 continue
             secret = SECRET_KEY.search(key)
-            out[redact_text(key, secrets)] = SECRET if secret else sanitize(value, secrets)
+            out[_redact_text(key, secrets)] = SECRET if secret else _sanitize(value, secrets)
         return out
     if isinstance(obj, (list, tuple, set)):
-        return [sanitize(value, secrets) for value in obj]
+        return [_sanitize(value, secrets) for value in obj]
     if obj is None or isinstance(obj, (bool, int, float)):
         return obj
     if isinstance(obj, bytes):
         obj = obj.decode("utf-8", "replace")
-    return redact_text(str(obj), secrets)
+    return _redact_text(str(obj), secrets)
 
 
-def rate_key(tag, node):
+def _rate_key(tag, node):
     """The rate-limit key of one (tag, node) pair; unambiguous whatever the strings hold."""
     return json.dumps([tag, node])
 
 
-def rate_limit_allows(last, now, limit):
+def _rate_limit_allows(last, now, limit):
     """Return ``(allowed, seconds_left)`` for a notification last sent at ``last``.
 
     A ``last`` in the future (the clock was set back) does not suppress anything.
@@ -130,7 +130,7 @@ def rate_limit_allows(last, now, limit):
     return False, limit - (now - last)
 
 
-def rate_limit_of(notify_cfg):
+def _rate_limit_of(notify_cfg):
     """Seconds between two notifications of one (tag, node); the default when unset or bad."""
     value = notify_cfg.get("rate_limit") if isinstance(notify_cfg, dict) else None
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
@@ -138,26 +138,26 @@ def rate_limit_of(notify_cfg):
     return value
 
 
-def prune(state, now, keep=MAX_RATE_LIMIT):
+def _prune(state, now, keep=MAX_RATE_LIMIT):
     """The rate-limit state without entries older than ``keep`` seconds."""
     return {k: v for k, v in state.items() if isinstance(v, (int, float)) and now - v < keep}
 
 
-def targets(notify_cfg):
+def _targets(notify_cfg):
     """The configured targets as ``{"email": {...}, "webhook": {...}}`` (absent ones left out)."""
     notify_cfg = notify_cfg if isinstance(notify_cfg, dict) else {}
     return {kind: notify_cfg[kind] for kind in ("email", "webhook")
             if isinstance(notify_cfg.get(kind), dict)}
 
 
-def build_message(tag, node, data, now, secrets, cluster=None):
+def _build_message(tag, node, data, now, secrets, cluster=None):
     """The notification as a dict: what happened, where, when, and the event data.
 
     No secret can be in it: ``data``, ``tag`` and ``node`` pass through :func:`sanitize`.
     """
-    data = sanitize(data if isinstance(data, dict) else {"value": data}, secrets)
-    tag = sanitize(str(tag), secrets)
-    node = sanitize(str(node), secrets)
+    data = _sanitize(data if isinstance(data, dict) else {"value": data}, secrets)
+    tag = _sanitize(str(tag), secrets)
+    node = _sanitize(str(node), secrets)
     what = tag[len("trash/"):] if tag.startswith("trash/") else tag
     summary = f"{what} on {node}"
     if data.get("resource"):
@@ -171,15 +171,15 @@ def build_message(tag, node, data, now, secrets, cluster=None):
         "data": data,
     }
     if cluster:
-        message["cluster"] = sanitize(str(cluster), secrets)
+        message["cluster"] = _sanitize(str(cluster), secrets)
     return message
 
 
-def email_message(message, email_cfg, secrets):
+def _email_message(message, email_cfg, secrets):
     """The :class:`email.message.EmailMessage` of a notification."""
     mail = email.message.EmailMessage()
     prefix = f"[{message['cluster']}] " if message.get("cluster") else ""
-    mail["Subject"] = redact_text(f"{prefix}{message['summary']}", secrets)
+    mail["Subject"] = _redact_text(f"{prefix}{message['summary']}", secrets)
     mail["From"] = email_cfg["from"]
     to = email_cfg["to"]
     mail["To"] = ", ".join([to] if isinstance(to, str) else to)
@@ -195,13 +195,13 @@ def email_message(message, email_cfg, secrets):
         "",
     ])
     # a last pass over the exact text sent, in case escaping formed a secret again
-    mail.set_content(redact_text(body, secrets))
+    mail.set_content(_redact_text(body, secrets))
     return mail
 
 
-def webhook_body(message, secrets):
+def _webhook_body(message, secrets):
     """The JSON bytes POSTed to the webhook."""
-    return redact_text(json.dumps(message, sort_keys=True, default=str), secrets).encode()
+    return _redact_text(json.dumps(message, sort_keys=True, default=str), secrets).encode()
 
 
 # --- I/O ------------------------------------------------------------------------
@@ -247,7 +247,7 @@ def _locked_state():
 
 
 def _send_email(message, cfg, secrets):
-    mail = email_message(message, cfg, secrets)
+    mail = _email_message(message, cfg, secrets)
     with smtplib.SMTP(cfg["smtp_host"], int(cfg.get("smtp_port") or 25),
                       timeout=SEND_TIMEOUT) as smtp:
         smtp.send_message(mail)
@@ -258,7 +258,7 @@ def _send_webhook(message, cfg, secrets):
     if not re.match(r"^https?://", str(cfg["url"]), re.IGNORECASE):
         raise ValueError(f"the webhook URL {cfg['url']!r} is not http(s)")
     request = urllib.request.Request(
-        cfg["url"], data=webhook_body(message, secrets), method="POST",
+        cfg["url"], data=_webhook_body(message, secrets), method="POST",
         headers={"Content-Type": "application/json", "User-Agent": "trash-notify"})
     with urllib.request.urlopen(request, timeout=SEND_TIMEOUT) as response:
         response.read()
@@ -290,40 +290,40 @@ def notify(tag, data=None, minion=None):
         ret["skipped"] = f"the pillar of {minion} has errors"
         return ret
     trash = pillar.get("trash") or {}
-    if not is_member(minion, trash):
+    if not _is_member(minion, trash):
         ret["skipped"] = f"{minion!r} is not a member of trash:nodes"
         return ret
     notify_cfg = trash.get("notify") or {}
-    wanted = targets(notify_cfg)
+    wanted = _targets(notify_cfg)
     if not wanted:
         ret["skipped"] = "trash:notify has no email and no webhook"
         return ret
 
-    secrets = secret_values(pillar)
-    ret["tag"] = redact_text(str(tag), secrets)
+    secrets = _secret_values(pillar)
+    ret["tag"] = _redact_text(str(tag), secrets)
     now = time.time()
-    limit = rate_limit_of(notify_cfg)
-    key = rate_key(tag, minion)
+    limit = _rate_limit_of(notify_cfg)
+    key = _rate_key(tag, minion)
     with _locked_state() as state:
         previous = state.get(key)
-        allowed, left = rate_limit_allows(previous, now, limit)
+        allowed, left = _rate_limit_allows(previous, now, limit)
         if not allowed:
             ret["skipped"] = f"rate limited: one notification per {limit} s, {left:.0f} s left"
             return ret
         # reserve the slot before sending, so a concurrent duplicate is refused
-        fresh = prune(state, now, max(limit, MAX_RATE_LIMIT))
+        fresh = _prune(state, now, max(limit, MAX_RATE_LIMIT))
         fresh[key] = now
         state.clear()
         state.update(fresh)
 
-    message = build_message(tag, minion, data, now, secrets,
+    message = _build_message(tag, minion, data, now, secrets,
                             cluster=(trash.get("cluster") or {}).get("name"))
     for kind, cfg in wanted.items():
         try:
             SENDERS[kind](message, cfg, secrets)
         except (OSError, ValueError, KeyError, TypeError) as exc:
             # smtplib's and urllib's errors are OSErrors; the others mean a bad target
-            ret["failed"][kind] = redact_text(f"{type(exc).__name__}: {exc}", secrets)
+            ret["failed"][kind] = _redact_text(f"{type(exc).__name__}: {exc}", secrets)
             log.error("trash.notify: %s of %s failed: %s", kind, ret["tag"], ret["failed"][kind])
         else:
             ret["sent"].append(kind)

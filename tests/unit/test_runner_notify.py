@@ -44,12 +44,12 @@ def secrets(example_pillar):
     ("node1", True), ("node2", True), ("node3", False), ("", False), (None, False),
 ])
 def test_members_are_the_keys_of_trash_nodes(runner, example_pillar, minion, member):
-    assert runner.is_member(minion, example_pillar["trash"]) is member
+    assert runner._is_member(minion, example_pillar["trash"]) is member
 
 
 @pytest.mark.parametrize("trash", [{}, None, {"nodes": None}, {"nodes": ["node1"]}, "node1"])
 def test_without_a_nodes_mapping_nobody_is_a_member(runner, trash):
-    assert runner.is_member("node1", trash) is False
+    assert runner._is_member("node1", trash) is False
 
 
 # --- secrets --------------------------------------------------------------------
@@ -57,7 +57,7 @@ def test_without_a_nodes_mapping_nobody_is_a_member(runner, trash):
 
 def test_secret_values_finds_every_secret_of_the_example_pillar(runner, example_pillar,
                                                                  secrets):
-    found = runner.secret_values(example_pillar)
+    found = runner._secret_values(example_pillar)
     assert set(found) == set(secrets)
     assert [len(s) for s in found] == sorted((len(s) for s in found), reverse=True)
 
@@ -65,7 +65,7 @@ def test_secret_values_finds_every_secret_of_the_example_pillar(runner, example_
 def test_secret_values_looks_at_secret_keys_only_at_any_depth(runner):
     tree = {"a": {"api_key": "k1", "x": [{"Password": "p1"}], "passwords": ["p2", "p3"]},
             "token": "3000", "name": "public", "secret_flag": True, "secret_empty": ""}
-    assert set(runner.secret_values(tree)) == {"k1", "p1", "p2", "p3"}
+    assert set(runner._secret_values(tree)) == {"k1", "p1", "p2", "p3"}
 
 
 def test_sanitize_removes_secrets_wherever_they_are(runner, secrets):
@@ -80,7 +80,7 @@ def test_sanitize_removes_secrets_wherever_they_are(runner, secrets):
         "_stamp": "2026-11-27T00:00:00", "__pub_fun": "event.send",
         "number": 7, "flag": True, "none": None, "obj": types.SimpleNamespace(v=bmc1),
     }
-    out = runner.sanitize(data, runner.secret_values({"s": {"secret": secrets}}))
+    out = runner._sanitize(data, runner._secret_values({"s": {"secret": secrets}}))
     text = json.dumps(out)
     assert all(secret not in text for secret in secrets)
     assert out["resource"] == "mirror0"
@@ -95,8 +95,8 @@ def test_sanitize_removes_secrets_wherever_they_are(runner, secrets):
 
 
 def test_a_secret_that_contains_another_is_redacted_whole(runner):
-    secrets = runner.secret_values({"password": "abc", "secret": "xxabcxx"})
-    assert runner.redact_text("xxabcxx abc", secrets) == "<secret> <secret>"
+    secrets = runner._secret_values({"password": "abc", "secret": "xxabcxx"})
+    assert runner._redact_text("xxabcxx abc", secrets) == "<secret> <secret>"
 
 
 # --- rate limit -----------------------------------------------------------------
@@ -110,7 +110,7 @@ def test_a_secret_that_contains_another_is_redacted_whole(runner):
     (5000.0, 1000.0, 300, (True, 0)),    # the clock was set back: do not stay silent
 ])
 def test_rate_limit_allows_one_per_window(runner, last, now, limit, expected):
-    assert runner.rate_limit_allows(last, now, limit) == expected
+    assert runner._rate_limit_allows(last, now, limit) == expected
 
 
 @pytest.mark.parametrize(("cfg", "expected"), [
@@ -118,7 +118,7 @@ def test_rate_limit_allows_one_per_window(runner, last, now, limit, expected):
     ({"rate_limit": "60"}, 300), ({"rate_limit": -1}, 300), ({"rate_limit": True}, 300),
 ])
 def test_rate_limit_of_the_pillar(runner, cfg, expected):
-    assert runner.rate_limit_of(cfg) == expected
+    assert runner._rate_limit_of(cfg) == expected
 
 
 def test_default_rate_limit_is_the_one_in_defaults_yaml(runner, defaults):
@@ -134,21 +134,21 @@ def test_longest_rate_limit_is_the_one_the_validation_allows(runner, example_pil
 
 
 def test_rate_keys_are_unambiguous(runner):
-    assert runner.rate_key("trash/a|b", "c") != runner.rate_key("trash/a", "b|c")
-    assert runner.rate_key("t", "n") == runner.rate_key("t", "n")
+    assert runner._rate_key("trash/a|b", "c") != runner._rate_key("trash/a", "b|c")
+    assert runner._rate_key("t", "n") == runner._rate_key("t", "n")
 
 
 def test_prune_forgets_only_old_entries(runner):
     state = {"old": 0.0, "new": 90000.0, "junk": "x"}
-    assert runner.prune(state, 100000.0) == {"new": 90000.0}
+    assert runner._prune(state, 100000.0) == {"new": 90000.0}
 
 
 def test_targets_are_the_configured_ones(runner, example_pillar):
     notify = example_pillar["trash"]["notify"]
-    assert set(runner.targets(notify)) == {"email", "webhook"}
-    assert set(runner.targets(dict(notify, webhook=None))) == {"email"}
-    assert runner.targets({"rate_limit": 5}) == {}
-    assert runner.targets(None) == {}
+    assert set(runner._targets(notify)) == {"email", "webhook"}
+    assert set(runner._targets(dict(notify, webhook=None))) == {"email"}
+    assert runner._targets({"rate_limit": 5}) == {}
+    assert runner._targets(None) == {}
 
 
 # --- the message ----------------------------------------------------------------
@@ -157,7 +157,7 @@ NOW = 1795740000.0
 
 
 def test_message_says_what_where_and_when(runner):
-    msg = runner.build_message("trash/drbd/split-brain", "node1",
+    msg = runner._build_message("trash/drbd/split-brain", "node1",
                                {"resource": "mirror0", "peer": "node2", "_stamp": "x"},
                                NOW, [], cluster="trashnet")
     assert msg["summary"] == "drbd/split-brain on node1 (resource mirror0)"
@@ -169,7 +169,7 @@ def test_message_says_what_where_and_when(runner):
 
 
 def test_message_of_an_event_without_a_resource_or_a_mapping(runner):
-    msg = runner.build_message("other/tag", "node2", "just text", NOW, [])
+    msg = runner._build_message("other/tag", "node2", "just text", NOW, [])
     assert msg["summary"] == "other/tag on node2"
     assert msg["data"] == {"value": "just text"}
     assert "cluster" not in msg
@@ -177,17 +177,17 @@ def test_message_of_an_event_without_a_resource_or_a_mapping(runner):
 
 def test_no_secret_in_the_email_or_the_webhook_even_from_the_event(runner, secrets):
     authkey, shared, bmc1, bmc2 = secrets
-    found = runner.secret_values({"trash": {"cluster": {"authkey": authkey},
+    found = runner._secret_values({"trash": {"cluster": {"authkey": authkey},
                                             "drbd": {"shared_secret": shared},
                                             "nodes": {"a": {"bmc": {"password": bmc1}},
                                                       "b": {"bmc": {"password": bmc2}}}}})
-    msg = runner.build_message(f"trash/drbd/{shared}", "node1",
+    msg = runner._build_message(f"trash/drbd/{shared}", "node1",
                                {"resource": "mirror0", "note": f'quote"{bmc1}"', "k": authkey,
                                 "list": [bmc2]}, NOW, found, cluster="trashnet")
     cfg = {"to": ["ops@trash.net", "oncall@trash.net"], "from": "cluster@trash.net"}
-    mail = runner.email_message(msg, cfg, found)
+    mail = runner._email_message(msg, cfg, found)
     raw = mail.as_bytes(policy=email.policy.SMTP).decode()
-    body = runner.webhook_body(msg, found).decode()
+    body = runner._webhook_body(msg, found).decode()
     for secret in secrets:
         assert secret not in raw and secret not in body
     assert mail["To"] == "ops@trash.net, oncall@trash.net"
@@ -314,6 +314,6 @@ def test_a_webhook_url_that_is_not_http_is_refused_before_any_io(runner):
 
 
 def test_a_single_recipient_as_a_string_is_one_address(runner):
-    msg = runner.build_message("trash/x", "node1", {}, NOW, [])
-    mail = runner.email_message(msg, {"to": "ops@trash.net", "from": "c@trash.net"}, [])
+    msg = runner._build_message("trash/x", "node1", {}, NOW, [])
+    mail = runner._email_message(msg, {"to": "ops@trash.net", "from": "c@trash.net"}, [])
     assert mail["To"] == "ops@trash.net"

@@ -51,7 +51,7 @@ def backing_devices(node=None):
             for name, res in sorted(cfg["drbd"]["resources"].items())}
 
 
-def parse_blkid(text):
+def _parse_blkid(text):
     """``blkid -p -o export`` output as a dict (empty when nothing was found)."""
     out = {}
     for line in text.splitlines():
@@ -61,8 +61,17 @@ def parse_blkid(text):
     return out
 
 
-def probe(device, version):
-    """What is on ``device``: ``{"metadata": bool, "signature": {...} or None}``."""
+def probe(device, version="8.4"):
+    """
+    What is on ``device``: ``{"metadata": bool, "signature": {...} or None}``; metadata
+    means DRBD metadata of ``version``, signature what blkid finds otherwise.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call trash_drbd.probe /dev/sda7
+    """
     fmt = FORMAT[version]
     md = _run(["drbdmeta", "0", fmt, device, "internal", "dump-md"])
     if md["retcode"] == 0:
@@ -71,7 +80,7 @@ def probe(device, version):
     # blkid exits 2 when it finds nothing
     if found["retcode"] not in (0, 2):
         raise CommandExecutionError(f"blkid {device}: {found['stderr'].strip()}")
-    sig = parse_blkid(found["stdout"]) if found["retcode"] == 0 else {}
+    sig = _parse_blkid(found["stdout"]) if found["retcode"] == 0 else {}
     sig.pop("DEVNAME", None)
     return {"metadata": False, "signature": sig or None}
 

@@ -8,6 +8,16 @@ from salt.exceptions import CommandExecutionError, SaltInvocationError
 __virtualname__ = "trash"
 
 
+def _translate(name, function, **kwargs):
+    """The state return of an execution-module call that answers result/changes/comment."""
+    ret = {"name": name, "changes": {}, "result": True, "comment": ""}
+    try:
+        ret.update(__salt__[function](test=__opts__["test"], **kwargs))
+    except (CommandExecutionError, SaltInvocationError) as exc:
+        ret.update(result=False, comment=str(exc))
+    return ret
+
+
 def __virtual__():
     if "trash.manage_files" not in __salt__:
         return False, "trash: the trash execution module is not loaded"
@@ -48,12 +58,7 @@ def files_managed(name, concern):
           trash.files_managed:
             - concern: drbd
     """
-    ret = {"name": name, "changes": {}, "result": True, "comment": ""}
-    try:
-        ret.update(__salt__["trash.manage_files"](concern, test=__opts__["test"]))
-    except (CommandExecutionError, SaltInvocationError) as exc:
-        ret.update(result=False, comment=str(exc))
-    return ret
+    return _translate(name, "trash.manage_files", concern=concern)
 
 
 def pacemaker_configured(name):
@@ -68,12 +73,7 @@ def pacemaker_configured(name):
         trash-pacemaker-configured:
           trash.pacemaker_configured: []
     """
-    ret = {"name": name, "changes": {}, "result": True, "comment": ""}
-    try:
-        ret.update(__salt__["trash.cib_apply"](test=__opts__["test"]))
-    except (CommandExecutionError, SaltInvocationError) as exc:
-        ret.update(result=False, comment=str(exc))
-    return ret
+    return _translate(name, "trash.cib_apply")
 
 
 def drbd_metadata(name):
@@ -86,9 +86,4 @@ def drbd_metadata(name):
         trash-drbd-metadata-created:
           trash.drbd_metadata: []
     """
-    ret = {"name": name, "changes": {}, "result": True, "comment": ""}
-    try:
-        ret.update(__salt__["trash_drbd.metadata"](test=__opts__["test"]))
-    except (CommandExecutionError, SaltInvocationError) as exc:
-        ret.update(result=False, comment=str(exc))
-    return ret
+    return _translate(name, "trash_drbd.metadata")

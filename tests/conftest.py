@@ -10,6 +10,7 @@ import yaml
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "_utils"))
+sys.path.insert(0, str(ROOT / "tests"))
 
 from trashlib import model  # noqa: E402
 

@@ -6,10 +6,6 @@ A CIB file stands in for the running cluster (``trash_cib_file``, which sets
 
 import copy
 import hashlib
-import importlib.util
-import os
-import pathlib
-import subprocess
 import xml.etree.ElementTree as ET
 
 import crmsim
@@ -17,13 +13,7 @@ import pytest
 
 from trashlib import cib, model
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
-
-
-def run_all(cmd, python_shell=False, ignore_retcode=True, output_loglevel=None, env=None):
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False,
-                          env=dict(os.environ, **(env or {})))
-    return {"retcode": proc.returncode, "stdout": proc.stdout, "stderr": proc.stderr}
+from modload import run_all, trash_module
 
 
 @pytest.fixture
@@ -40,15 +30,7 @@ def live(tmp_path, example_pillar, defaults):
 
 @pytest.fixture
 def trash_mod(live, example_pillar):
-    spec = importlib.util.spec_from_file_location("trash_cib_apply", ROOT / "_modules/trash.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    defaults = (ROOT / "salt/trash/defaults.yaml").read_text()
-    mod.__salt__ = {"cp.get_file_str": lambda url: defaults, "cmd.run_all": run_all}
-    mod.__opts__ = {"id": "node1", "trash_cib_file": str(live)}
-    mod.__pillar__ = example_pillar
-    mod.__context__ = {}
-    return mod
+    return trash_module(example_pillar, "trash_cib_apply", trash_cib_file=str(live))
 
 
 def digest(path):

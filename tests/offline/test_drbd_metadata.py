@@ -1,7 +1,6 @@
 """DRBD metadata on real block devices (loop devices): created only where nothing is."""
 
 import hashlib
-import importlib.util
 import os
 import pathlib
 import shutil
@@ -10,19 +9,7 @@ import uuid
 
 import pytest
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
-
-
-def _load(path, name):
-    spec = importlib.util.spec_from_file_location(name, ROOT / path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def run_all(cmd, python_shell=False, ignore_retcode=True, output_loglevel=None, env=None):
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    return {"retcode": proc.returncode, "stdout": proc.stdout, "stderr": proc.stderr}
+from modload import load, run_all, trash_module
 
 
 def digest(path):
@@ -66,16 +53,9 @@ def disk(tmp_path):
 @pytest.fixture
 def drbd_mod(disk, example_pillar, tmp_path):
     example_pillar["trash"]["nodes"]["node1"]["disk"] = str(disk / "sda")
-    trash = _load("_modules/trash.py", "trash_for_drbd_test")
-    trash.__salt__ = {"cp.get_file_str": lambda url: (ROOT / "salt/trash/defaults.yaml").read_text(),
-                      "cmd.run_all": run_all}
-    trash.__opts__ = {"id": "node1"}
-    trash.__pillar__ = example_pillar
-    trash.__context__ = {}
-    mod = _load("_modules/trash_drbd.py", "trash_drbd_under_test")
-    mod.__salt__ = {"trash.config": trash.config, "cmd.run_all": run_all}
-    mod.__opts__ = {"id": "node1"}
-    return mod
+    trash = trash_module(example_pillar, "trash_for_drbd_test")
+    return load("_modules/trash_drbd.py", "trash_drbd_under_test", opts={"id": "node1"},
+                salt={"trash.config": trash.config, "cmd.run_all": run_all})
 
 
 def test_refuses_a_device_with_data_and_changes_nothing(drbd_mod, disk):
@@ -113,6 +93,6 @@ def test_metadata_of_another_version_is_refused(drbd_mod, disk, example_pillar):
 
 
 def test_parse_blkid_on_real_output(drbd_mod, disk):
-    found = drbd_mod.parse_blkid(run_all(["blkid", "-p", "-o", "export", str(disk / "sda7")])["stdout"])
+    found = drbd_mod._parse_blkid(run_all(["blkid", "-p", "-o", "export", str(disk / "sda7")])["stdout"])
     assert found["TYPE"] == "ext4" and found["USAGE"] == "filesystem"
-    assert drbd_mod.parse_blkid("") == {}
+    assert drbd_mod._parse_blkid("") == {}

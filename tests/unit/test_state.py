@@ -60,3 +60,24 @@ def test_pillar_valid(state, trash_mod, example_pillar):
 def test_pillar_valid_reports_render_time_problems(state):
     ret = state.pillar_valid("v", problems=["trash:nodes: must name the cluster nodes"])
     assert ret["result"] is False and "trash:nodes: must name" in ret["comment"]
+
+
+@pytest.mark.parametrize("state_fn, function", [
+    ("pacemaker_configured", "trash.cib_apply"),
+    ("drbd_metadata", "trash_drbd.metadata"),
+])
+@pytest.mark.parametrize("test", [True, False])
+def test_live_states_pass_test_mode_and_translate(state, state_fn, function, test):
+    calls = []
+
+    def answer(test):
+        calls.append(test)
+        return {"result": None if test else True, "changes": {"x": {"old": 1, "new": 2}},
+                "comment": "planned" if test else "done"}
+
+    state.__salt__[function] = answer
+    state.__opts__["test"] = test
+    ret = getattr(state, state_fn)("n")
+    assert calls == [test]
+    assert ret == {"name": "n", "result": None if test else True,
+                   "changes": {"x": {"old": 1, "new": 2}}, "comment": "planned" if test else "done"}

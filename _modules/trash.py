@@ -506,3 +506,51 @@ def cib_apply(test=False, cib_file=None):
         shutil.rmtree(stage, ignore_errors=True)
     return {"result": True, "changes": changes,
             "comment": f"replaced {', '.join(changed)} in the Pacemaker configuration"}
+
+
+def corosync_reload(test=False):
+    """
+    Make the running corosync take the rendered corosync.conf without a restart.
+
+    Compares the running configuration (``corosync-cmapctl``) with the rendered one;
+    on a difference, ``corosync-cfgtool -R`` reloads the file on every node. What
+    corosync cannot change at runtime (the cluster name, the transport, ...) is
+    named afterwards: it needs corosync restarted, one node at a time. Nothing
+    happens when corosync is not running: it reads the file when it starts.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call trash.corosync_reload test=True
+    """
+    cfg = _load()
+    probe = __salt__["cmd.run_all"](["corosync-cfgtool", "-s"], python_shell=False,
+                                    ignore_retcode=True, output_loglevel="quiet")
+    if probe["retcode"] != 0:
+        return {"result": True, "changes": {},
+                "comment": "corosync is not running here: it reads corosync.conf when it starts"}
+    expected = _corosync.expected_cmap(cfg)
+
+    def differences():
+        running = _corosync.parse_cmap(_tool(["corosync-cmapctl"], what="corosync-cmapctl"))
+        return {key: {"old": running.get(key), "new": value}
+                for key, value in sorted(expected.items()) if running.get(key) != value}
+
+    before = differences()
+    if not before:
+        return {"result": True, "changes": {},
+                "comment": "the running corosync has the rendered configuration"}
+    if test:
+        return {"result": None, "changes": {"corosync": before},
+                "comment": "would reload corosync.conf on every node (corosync-cfgtool -R)"}
+    _tool(["corosync-cfgtool", "-R"], what="corosync-cfgtool -R")
+    stuck = differences()
+    changes = {"corosync": {k: v for k, v in before.items() if k not in stuck}}
+    if stuck:
+        return {"result": False, "changes": changes if changes["corosync"] else {},
+                "comment": "reloaded corosync.conf, but corosync cannot change "
+                           f"{', '.join(stuck)} at runtime: restart corosync, one node at a "
+                           "time, to apply them"}
+    return {"result": True, "changes": changes,
+            "comment": "reloaded corosync.conf on every node (corosync-cfgtool -R)"}

@@ -87,3 +87,16 @@ def drbd_metadata(name):
           trash.drbd_metadata: []
     """
     return _translate(name, "trash_drbd.metadata")
+
+
+def corosync_reloaded(name):
+    """
+    Make the running corosync take the rendered corosync.conf without a restart; fail
+    naming what only a restart can change.
+
+    .. code-block:: yaml
+
+        trash-corosync-reloaded:
+          trash.corosync_reloaded: []
+    """
+    return _translate(name, "trash.corosync_reload")

@@ -1,5 +1,6 @@
 """What the renderers write, from the example pillar."""
 
+import pathlib
 import xml.etree.ElementTree as ET
 
 from trashlib import cib, corosync, drbd, files, libvirt
@@ -172,3 +173,14 @@ def test_serial_link_peers_point_at_each_other(cfg):
     # a heartbeat path never gives up
     assert "persist" in one and "maxfail 0" in one
     assert "ExecStart=/usr/sbin/pppd call trash-serial" in serial.unit(cfg)
+
+
+def test_parse_cmap_on_real_output(cfg):
+    text = (pathlib.Path(__file__).parents[1] / "data/corosync/cmapctl.txt").read_text()
+    running = corosync.parse_cmap(text)
+    assert running["nodelist.node.1.ring2_addr"] == "10.10.5.2"
+    assert running["quorum.two_node"] == "1" and running["totem.token"] == "5000"
+    # the capture was taken after token 5000 and aes128 were reloaded, and a rename refused
+    expected = corosync.expected_cmap(cfg)
+    differ = sorted(k for k, v in expected.items() if running.get(k) != v)
+    assert differ == ["totem.crypto_cipher", "totem.token"]

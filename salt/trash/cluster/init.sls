@@ -3,10 +3,15 @@
 trash-cluster-files-managed:
   trash.files_managed:
     - concern: cluster
-{#- Pushing the CIB is a live action: not when the files go to another root (an
-    image build, a test) unless a CIB file stands in for the cluster. #}
-{%- if salt['config.get']('trash_root', '/') == '/' or salt['config.get']('trash_cib_file') %}
+{#- Reloading corosync and pushing the CIB are live actions: not when the files go
+    to another root (an image build, a test), unless a CIB file stands in for the
+    cluster. #}
+{%- set live = salt['config.get']('trash_root', '/') == '/' %}
+{%- if live or salt['config.get']('trash_cib_file') %}
 
 include:
+{%- if live %}
+  - trash.cluster.corosync
+{%- endif %}
   - trash.cluster.pacemaker
 {%- endif %}

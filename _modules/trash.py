@@ -38,7 +38,9 @@ try:
     from trashlib import corosync as _corosync
     from trashlib import files as _files
     from trashlib import model as _model
+    from trashlib import network as _network
     from trashlib import pcmk as _pcmk
+    from trashlib import status as _status
 
     HAS_LIB = True
 except ImportError:  # pragma: no cover - reported by __virtual__
@@ -276,9 +278,20 @@ def _check(cfg, node, check, stage):
         version = str(cfg["drbd"]["version"])
         cmd = [DRBDADM[version], "-c", main, "dump", "all"]
         env = {"DRBD_DRIVER_VERSION_OVERRIDE": DRBD_VERSION_OVERRIDE[version]}
+    elif check == "nftables":
+        # -c parses and evaluates against the kernel without committing; in a private
+        # network namespace it cannot see (or touch) this machine's ruleset
+        cmd = ["unshare", "--net", "nft", "-c", "-f", stage + "/etc/nftables.conf"]
+        tool = "nft"
+    elif check == "chrony":
+        main = os.path.join(stage, "etc/chrony/chrony.conf")
+        with salt.utils.files.fopen(main, "w") as handle:
+            handle.write(f"confdir {stage}/etc/chrony/conf.d\n")
+        # -p parses the configuration, prints it and exits; nothing is started
+        cmd = ["chronyd", "-p", "-f", main]
     else:
         raise CommandExecutionError(f"trash: unknown check {check!r}")
-    if check != "corosync":
+    if check not in ("corosync", "nftables"):
         tool = cmd[0]
     if not shutil.which(tool):
         return f"cannot check: {tool} is not installed"
@@ -364,24 +377,79 @@ def manage_files(concern, test=False, root=None):
         if item:
             changes[spec.path] = item
             pending.append((spec, target))
+    stale = _stale(concern, specs, root)
+    for path in stale:
+        changes[path] = {"diff": "removed: no longer rendered"}
     problems = _run_checks(cfg, node, specs) if pending else {}
     if problems:
         text = "; ".join(f"{name} check failed: {msg}" for name, msg in sorted(problems.items()))
         return {"result": False, "changes": {}, "comment": f"nothing written: {text}"}
     notes = [f"not yet written: {', '.join(waiting)}"] if waiting else []
-    if not pending:
+    if concern == "network" and (pending or stale):
+        effect = _network.describe(_network_changes(specs, root))
+        if effect:
+            notes.append(f"{'would then' if test else 'to apply'}: {effect}")
+    if not pending and not stale:
         return {"result": True, "changes": {},
                 "comment": "; ".join([f"{len(specs) - len(waiting)} {concern} files are in the "
                                       "rendered state"] + notes)}
     if test:
+        removing = f" and remove {len(stale)}" if stale else ""
         return {"result": None, "changes": changes,
-                "comment": "; ".join([f"would update {len(pending)} {concern} files"] + notes)}
+                "comment": "; ".join([f"would update {len(pending)} {concern} files{removing}"]
+                                     + notes)}
     for spec, target in pending:
         os.makedirs(os.path.dirname(target), exist_ok=True)
         _write_atomic(target, spec.content, int(spec.mode, 8))
         os.chown(target, 0, 0)
+    for target in stale.values():
+        os.unlink(target)
+    removed = f" and removed {len(stale)}" if stale else ""
     return {"result": True, "changes": changes,
-            "comment": "; ".join([f"updated {len(pending)} {concern} files"] + notes)}
+            "comment": "; ".join([f"updated {len(pending)} {concern} files{removed}"] + notes)}
+
+
+def _stale(concern, specs, root):
+    """{path: target} of files ``concern`` owns by name on disk that its plan lacks."""
+    if concern not in _files.OWNED:
+        return {}
+    directory, owned = _files.OWNED[concern]
+    where = os.path.join(root, directory.lstrip("/"))
+    planned = {s.path for s in specs}
+    names = sorted(os.listdir(where)) if os.path.isdir(where) else []
+    return {f"{directory}/{n}": os.path.join(where, n) for n in names
+            if owned(f"{directory}/{n}") and f"{directory}/{n}" not in planned
+            and os.path.isfile(os.path.join(where, n))}
+
+
+def _network_changes(specs, root):
+    new = {s.path: s.content for s in specs if s.concern == "network"}
+    old = {}
+    for path in set(new) | set(_stale("network", specs, root)):
+        content = _read(os.path.join(root, path.lstrip("/")))
+        if content is not None:
+            old[path] = content
+    return _network.changes(old, new)
+
+
+def network_plan(node=None, root=None):
+    """
+    Which network links a change of the networkd files touches: the links
+    ``networkctl reload`` would create, those ``networkctl reconfigure`` would
+    re-apply (only those), those whose changed .netdev needs them recreated, and
+    those no longer configured. Compares the files on disk (under ``root``, default
+    the minion option ``trash_root``) with the rendered ones; changes nothing.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call trash.network_plan
+    """
+    cfg = _load()
+    specs = _specs(cfg, _node(cfg, node), "network")
+    change = _network_changes(specs, root or __opts__.get("trash_root", "/"))
+    return dict(change, summary=_network.describe(change) or "no link is touched")
 
 
 # Sections of the Pacemaker configuration this formula owns. Everything else
@@ -554,3 +622,57 @@ def corosync_reload(test=False):
                            "time, to apply them"}
     return {"result": True, "changes": changes,
             "comment": "reloaded corosync.conf on every node (corosync-cfgtool -R)"}
+
+
+def _quiet(cmd, env=None):
+    return __salt__["cmd.run_all"](cmd, python_shell=False, ignore_retcode=True,
+                                   output_loglevel="quiet", env=env)
+
+
+def status():
+    """
+    The truth about this node in one look: a verdict (ok, degraded, failed) and one
+    line per finding, worst first — membership, quorum and each heartbeat link from
+    corosync, nodes, failures and where every guest runs from Pacemaker, and files
+    that differ from the pillar. Secrets never appear.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call trash.status
+        salt '*' trash.status
+    """
+    node = __opts__["id"]
+    try:
+        cfg = _load()
+        _node(cfg)
+    except CommandExecutionError as exc:
+        return {"node": node, "verdict": _status.FAILED, "findings": [f"failed: {exc}"]}
+    links = quorum = pacemaker = None
+    probe = _quiet(["corosync-cfgtool", "-s"])
+    if probe["retcode"] == 0:
+        links = _corosync.parse_links(probe["stdout"])
+        answer = _quiet(["corosync-quorumtool", "-s"])
+        # quorumtool exits non-zero when not quorate, and still says why
+        if "Quorum information" in answer["stdout"]:
+            quorum = _corosync.parse_quorum(answer["stdout"])
+    env, _ = _cib_env(None)
+    mon = _quiet(["crm_mon", "--output-as", "xml", "--one-shot"], env)
+    try:
+        pacemaker = _pcmk.parse_status(mon["stdout"]) if mon["stdout"].strip() else None
+    except _pcmk.ParseError:
+        pacemaker = None
+    if pacemaker is not None and not pacemaker.nodes:
+        pacemaker = None  # crm_mon answers with an error document when the cluster is down
+    drift = {}
+    for concern in _files.CONCERNS:
+        changes = manage_files(concern, test=True).get("changes", {})
+        drift[concern] = sorted(changes)
+    result = _status.assess(cfg, node, links, quorum, pacemaker, drift)
+    result = {"node": node, **result}
+    if pacemaker is not None:
+        result["guests"] = {
+            name: sorted(pacemaker.running_on(_cib.guest_id(name))) or "stopped"
+            for name, g in sorted(cfg["guests"].items()) if g["storage"] == "cluster"}
+    return result

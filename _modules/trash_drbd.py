@@ -12,6 +12,8 @@ import os
 
 from salt.exceptions import CommandExecutionError
 
+from trashlib import storage as _storage
+
 log = logging.getLogger(__name__)
 
 __virtualname__ = "trash_drbd"
@@ -21,8 +23,8 @@ FORMAT = {"8.4": "v08", "9": "v09"}
 
 
 def __virtual__():
-    if "trash.config" not in __salt__:
-        return False, "trash_drbd: the trash execution module is not loaded"
+    if "trash.config" not in __salt__ or "trash_storage.signature" not in __salt__:
+        return False, "trash_drbd: the trash and trash_storage execution modules are not loaded"
     return __virtualname__
 
 
@@ -46,19 +48,9 @@ def backing_devices(node=None):
     if node not in cfg["nodes"]:
         raise CommandExecutionError(f"trash_drbd: {node!r} is not a cluster node")
     disk = cfg["nodes"][node]["disk"]
-    sep = "p" if disk[-1].isdigit() else ""
-    return {name: {"device": f"{disk}{sep}{res['partition']}", "minor": res["minor"]}
+    return {name: {"device": _storage.partition_device(disk, res["partition"]),
+                   "minor": res["minor"]}
             for name, res in sorted(cfg["drbd"]["resources"].items())}
-
-
-def _parse_blkid(text):
-    """``blkid -p -o export`` output as a dict (empty when nothing was found)."""
-    out = {}
-    for line in text.splitlines():
-        key, sep, value = line.partition("=")
-        if sep:
-            out[key.strip()] = value.strip()
-    return out
 
 
 def probe(device, version="8.4"):
@@ -76,13 +68,7 @@ def probe(device, version="8.4"):
     md = _run(["drbdmeta", "0", fmt, device, "internal", "dump-md"])
     if md["retcode"] == 0:
         return {"metadata": True, "signature": None}
-    found = _run(["blkid", "-p", "-o", "export", device])
-    # blkid exits 2 when it finds nothing
-    if found["retcode"] not in (0, 2):
-        raise CommandExecutionError(f"blkid {device}: {found['stderr'].strip()}")
-    sig = _parse_blkid(found["stdout"]) if found["retcode"] == 0 else {}
-    sig.pop("DEVNAME", None)
-    return {"metadata": False, "signature": sig or None}
+    return {"metadata": False, "signature": __salt__["trash_storage.signature"](device) or None}
 
 
 def metadata(test=False):

@@ -100,3 +100,43 @@ def corosync_reloaded(name):
           trash.corosync_reloaded: []
     """
     return _translate(name, "trash.corosync_reload")
+
+
+def storage_layout(name):
+    """
+    Create the partitions of ``trash:storage`` that this node's disk lacks; refuse
+    (changing nothing) a disk with another table, differing partitions, or a
+    signature where a partition would be created. Test mode shows the plan.
+
+    .. code-block:: yaml
+
+        trash-storage-partitions-created:
+          trash.storage_layout: []
+    """
+    return _translate(name, "trash_storage.layout")
+
+
+def storage_filesystems(name):
+    """
+    Make the filesystems and swap of ``trash:storage`` on partitions that hold
+    nothing; a partition holding anything else is refused, never reformatted.
+
+    .. code-block:: yaml
+
+        trash-storage-filesystems-created:
+          trash.storage_filesystems: []
+    """
+    return _translate(name, "trash_storage.filesystems")
+
+
+def storage_mounted(name):
+    """
+    Add the partitions' fstab entries, mount them and enable swap; accept matching
+    existing entries and mounts, refuse ones that name another device.
+
+    .. code-block:: yaml
+
+        trash-storage-mounted:
+          trash.storage_mounted: []
+    """
+    return _translate(name, "trash_storage.mounts")

@@ -1,9 +1,18 @@
-{#- Every trash/* event goes to the notify runner, which filters non-members, redacts
-    secrets and rate-limits. data['id'] is the id the master authenticated, not a
-    field the event chose. #}
+{#- Cluster events go to the notify runner, which filters non-members, redacts
+    secrets and rate-limits. Two shapes arrive: event.send (the DRBD handler) nests
+    its payload under data.data and data.id is the id the master authenticated;
+    a beacon's payload is data itself, with the id its minion put there. #}
+{%- if data.get('data') is mapping %}
+{%-   set payload = data['data'] %}
+{%- else %}
+{%-   set payload = {} %}
+{%-   for key, value in data.items() if key != 'id' and not key.startswith('_') %}
+{%-     do payload.update({key: value}) %}
+{%-   endfor %}
+{%- endif %}
 trash-notify-runner:
   runner.trash.notify:
     - args:
       - tag: {{ tag | json }}
-      - data: {{ data.get('data', {}) | json }}
+      - data: {{ payload | json }}
       - minion: {{ data.get('id', '') | json }}

@@ -18,10 +18,11 @@ def load(path, name, **dunders):
     return module
 
 
-def run_all(cmd, python_shell=False, ignore_retcode=True, output_loglevel=None, env=None):
+def run_all(cmd, python_shell=False, ignore_retcode=True, output_loglevel=None, env=None,
+            timeout=None):
     """``cmd.run_all`` for real: the command runs, its answer is returned as Salt does."""
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False,
-                          env=dict(os.environ, **(env or {})))
+                          env=dict(os.environ, **(env or {})), timeout=timeout)
     return {"retcode": proc.returncode, "stdout": proc.stdout, "stderr": proc.stderr}
 
 

@@ -89,3 +89,87 @@ def expected_cmap(cfg):
         for number, zone in link_list:
             out[f"nodelist.node.{index}.ring{number}_addr"] = node["ip"][zone]
     return out
+
+
+def parse_links(text):
+    """``corosync-cfgtool -s``: {"nodeid": local id, "links": {n: {"addr", "peers": {id: state}}}}."""
+    out = {"nodeid": None, "links": {}}
+    link = None
+    for raw in text.splitlines():
+        line = raw.strip()
+        if line.startswith("Local node ID"):
+            out["nodeid"] = int(line.split()[3].rstrip(","))
+        elif line.startswith("LINK ID"):
+            link = {"addr": None, "peers": {}}
+            out["links"][int(line.split()[2])] = link
+        elif link is not None and line.startswith("addr"):
+            link["addr"] = line.split("=", 1)[1].strip()
+        elif link is not None and line.startswith("nodeid:"):
+            nodeid, _, state = line[len("nodeid:"):].partition(":")
+            if state.strip() != "localhost":
+                link["peers"][int(nodeid)] = state.strip()
+    return out
+
+
+def parse_quorum(text):
+    """``corosync-quorumtool -s``: quorate, flags and the members as (nodeid, name)."""
+    out = {"quorate": False, "flags": [], "members": []}
+    in_members = False
+    for raw in text.splitlines():
+        line = raw.strip()
+        key, sep, value = line.partition(":")
+        if sep and key == "Quorate":
+            out["quorate"] = value.strip() == "Yes"
+        elif sep and key == "Flags":
+            out["flags"] = value.split()
+        elif line.startswith("Nodeid") and "Name" in line:
+            in_members = True
+        elif in_members and line:
+            fields = line.split()
+            if fields[0].isdigit():
+                out["members"].append((int(fields[0]), fields[2]))
+    return out
+
+
+def snapshot(cfg, node, links, quorum):
+    """What corosync says about the cluster, seen from ``node``, in the pillar's words.
+
+    ``links``/``quorum`` are parse_links/parse_quorum results, None when corosync is down.
+    """
+    if links is None:
+        return {"running": False, "quorate": None, "members": [], "links": {}}
+    peer = cfg["nodes"][node]["peer"]
+    peer_id = cfg["nodes"][peer]["nodeid"]
+    zones = cfg["cluster"]["links"]
+    return {
+        "running": True,
+        "quorate": quorum["quorate"] if quorum else None,
+        "members": sorted(name for _, name in quorum["members"]) if quorum else [],
+        "links": {zones[n]: link["peers"].get(peer_id, "unknown")
+                  for n, link in sorted(links["links"].items()) if n < len(zones)},
+    }
+
+
+def events(old, new):
+    """The changes between two snapshots, one event each: kind, subject, old and new value."""
+    out = []
+    if old["running"] != new["running"]:
+        out.append({"tag": "corosync", "subject": "corosync",
+                    "old": "running" if old["running"] else "stopped",
+                    "new": "running" if new["running"] else "stopped"})
+    if old["quorate"] != new["quorate"] and None not in (old["quorate"], new["quorate"]):
+        out.append({"tag": "quorum", "subject": "quorum",
+                    "old": "quorate" if old["quorate"] else "not quorate",
+                    "new": "quorate" if new["quorate"] else "not quorate"})
+    if old["running"] and new["running"]:
+        for name in sorted(set(old["members"]) | set(new["members"])):
+            was, now = name in old["members"], name in new["members"]
+            if was != now:
+                out.append({"tag": "membership", "subject": name,
+                            "old": "member" if was else "absent",
+                            "new": "member" if now else "lost"})
+        for zone in sorted(set(old["links"]) & set(new["links"])):
+            if old["links"][zone] != new["links"][zone]:
+                out.append({"tag": f"link/{zone}", "subject": zone,
+                            "old": old["links"][zone], "new": new["links"][zone]})
+    return out

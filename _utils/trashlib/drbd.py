@@ -5,13 +5,13 @@
 unfence handler ``unfence-peer``; the crm-fence-peer scripts differ by version.
 """
 
+from trashlib import storage
+
 HANDLER = "/usr/local/lib/trash/drbd-event"
 
 
 def _disk_of(cfg, node, res):
-    disk = cfg["nodes"][node]["disk"]
-    sep = "p" if disk[-1].isdigit() else ""
-    return f"{disk}{sep}{res['partition']}"
+    return storage.partition_device(cfg["nodes"][node]["disk"], res["partition"])
 
 
 def global_common(cfg):

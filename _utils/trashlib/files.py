@@ -6,7 +6,7 @@ exactly this list, and the ``trash.files_managed`` state manages exactly it.
 
 from dataclasses import dataclass, field
 
-from trashlib import cib, corosync, drbd, libvirt, serial
+from trashlib import basics, cib, corosync, drbd, firewall, libvirt, network, serial
 
 
 @dataclass(frozen=True)
@@ -22,7 +22,10 @@ class FileSpec:
     needs_mount: str = None
 
 
-CONCERNS = ("serial", "cluster", "drbd", "guests")
+CONCERNS = ("basics", "network", "firewall", "serial", "cluster", "drbd", "guests")
+# a concern that owns files by name: {concern: (directory, predicate)}; an owned file that
+# is not in the plan any more is removed
+OWNED = {"network": (network.DIR, network.owned)}
 
 
 def plan(cfg, node):
@@ -31,6 +34,15 @@ def plan(cfg, node):
         raise KeyError(node)
     peer = cfg["nodes"][node]["peer"]
     out = [
+        FileSpec(basics.HOSTS, basics.hosts(cfg).encode(), "basics"),
+        FileSpec(basics.CHRONY, basics.chrony(cfg, node).encode(), "basics", check="chrony"),
+        FileSpec(basics.MINION, basics.minion(cfg, node).encode(), "basics"),
+    ]
+    out += [FileSpec(path, text.encode(), "network")
+            for path, text in network.files(cfg, node).items()]
+    out.append(FileSpec(firewall.PATH, firewall.ruleset(cfg, node).encode(), "firewall", "0755",
+                        check="nftables"))
+    out += [
         FileSpec(serial.PEER_FILE, serial.peer_options(cfg, node).encode(), "serial"),
         FileSpec(serial.UNIT_FILE, serial.unit(cfg).encode(), "serial"),
         FileSpec("/etc/corosync/corosync.conf", corosync.conf(cfg).encode(), "cluster",

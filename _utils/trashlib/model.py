@@ -151,6 +151,8 @@ def load(pillar, defaults):
     _check_guests(chk, cfg, nodes, bridges)
     _check_notify(chk, cfg)
     _check_salt(chk, cfg, nodes)
+    _check_firewall(chk, cfg)
+    _check_ntp(chk, cfg)
     if chk.problems:
         raise PillarError(chk.problems)
     return _normalise(cfg)
@@ -371,6 +373,9 @@ def _check_network(chk, cfg):
             continue
         chk.keys(spec, vp, VLAN_KEYS)
         chk.typed(spec.get("description", ""), f"{vp}:description", str)
+        lan = zones.get("lan")
+        if number is not None and isinstance(lan, str) and len(f"{lan}.{number}") > 15:
+            chk.err(vp, f"the VLAN interface {lan}.{number} would be longer than 15 characters")
         bridge = chk.typed(spec.get("bridge"), f"{vp}:bridge", str)
         if bridge is None:
             continue
@@ -404,8 +409,8 @@ def _check_storage(chk, cfg):
             continue
         chk.keys(spec, pp, PARTITION_KEYS)
         size = spec.get("size")
-        if not isinstance(size, str) or parse_size(size) is None:
-            chk.err(f"{pp}:size", f"{size!r} is not a size like 20G")
+        if size != "rest" and (not isinstance(size, str) or not parse_size(size)):
+            chk.err(f"{pp}:size", f"{size!r} is not a size like 20G (or rest)")
         fs, drbd = spec.get("filesystem"), spec.get("drbd")
         if fs is not None and drbd is not None:
             chk.err(pp, "has both a filesystem and a DRBD resource")
@@ -418,6 +423,45 @@ def _check_storage(chk, cfg):
             chk.err(f"{pp}:mount", f"{mount!r} is not an absolute path")
         if fs == "swap" and mount is not None:
             chk.err(f"{pp}:mount", "swap is not mounted")
+        elif fs is None and mount is not None:
+            chk.err(f"{pp}:mount", "only a partition with a filesystem is mounted")
+    _check_layout(chk, cfg, label, parts)
+
+
+def _check_layout(chk, cfg, label, parts):
+    """The rules of the layout as a whole (storage.py places the partitions)."""
+    p = "trash:storage:partitions"
+    numbers = sorted(n for n, s in parts.items() if isinstance(n, int) and not isinstance(n, bool)
+                     and isinstance(s, dict))
+    logicals = [n for n in numbers if n > 4] if label == "msdos" else []
+    if logicals and logicals != list(range(5, 5 + len(logicals))):
+        chk.err(p, f"msdos logical partitions are numbered 5, 6, ... without a gap, not "
+                   f"{', '.join(map(str, logicals))}")
+    # the partition at the end of the disk: the last logical, else the last primary
+    last = (logicals or numbers or [None])[-1]
+    for number in numbers:
+        if parts[number].get("size") == "rest" and number != last:
+            chk.err(f"{p}:{number}:size", f"only the partition at the end of the disk "
+                                          f"({last}) may take the rest")
+    if label == "msdos":
+        total = sum(parse_size(parts[n]["size"]) or 0 for n in numbers
+                    if isinstance(parts[n].get("size"), str))
+        if total >= 2 << 40:
+            chk.err(p, f"the partitions add up to {total >> 30} GiB; an msdos label addresses "
+                       "less than 2 TiB (use label: gpt)")
+    seen = {}
+    shared = cfg["shared"].get("mountpoint") if isinstance(cfg.get("shared"), dict) else None
+    for number in numbers:
+        mount = parts[number].get("mount")
+        if not isinstance(mount, str):
+            continue
+        key = mount.rstrip("/") or "/"
+        if key in seen:
+            chk.err(f"{p}:{number}:mount", f"{mount} is also the mount point of partition "
+                                           f"{seen[key]}")
+        seen[key] = number
+        if isinstance(shared, str) and key == (shared.rstrip("/") or "/"):
+            chk.err(f"{p}:{number}:mount", f"{mount} is trash:shared:mountpoint (GFS2)")
 
 
 def _check_drbd(chk, cfg, nodes):
@@ -599,6 +643,8 @@ def _check_notify(chk, cfg):
 
 
 def _check_salt(chk, cfg, nodes):
+    chk.keys(cfg["salt"], "trash:salt", {"masters", "beacon_interval"})
+    chk.integer(cfg["salt"].get("beacon_interval"), "trash:salt:beacon_interval", 1, 3600)
     masters = cfg["salt"].get("masters")
     if masters == "all":
         return
@@ -608,6 +654,50 @@ def _check_salt(chk, cfg, nodes):
     for i, m in enumerate(masters):
         if not _known(m, nodes):
             chk.err(f"trash:salt:masters:{i}", f"{m!r} is not a member of trash:nodes")
+
+
+def _sources(chk, value, path):
+    """A non-empty list of IPv4/IPv6 addresses or networks (host bits zero)."""
+    sources = chk.typed(value, path, list)
+    if sources is not None and not sources:
+        chk.err(path, "is empty: name the addresses or networks that may connect")
+    for i, source in enumerate(sources or ()):
+        try:
+            if not isinstance(source, str):
+                raise TypeError("not a string")
+            ipaddress.ip_network(source)
+        except (TypeError, ValueError) as exc:
+            chk.err(f"{path}:{i}", f"{source!r} is not an address or network ({exc})")
+
+
+def _check_firewall(chk, cfg):
+    p = "trash:firewall"
+    fw = cfg["firewall"]
+    chk.keys(fw, p, {"ssh_sources", "ssh_port", "internet_allow", "libvirt_tls"})
+    if chk.typed(fw.get("ssh_sources"), f"{p}:ssh_sources", list) not in (None, []):
+        _sources(chk, fw["ssh_sources"], f"{p}:ssh_sources")
+    chk.integer(fw.get("ssh_port"), f"{p}:ssh_port", 1, 65535)
+    chk.typed(fw.get("libvirt_tls"), f"{p}:libvirt_tls", bool)
+    allow = chk.typed(fw.get("internet_allow"), f"{p}:internet_allow", dict) or {}
+    for name, spec in allow.items():
+        ap = f"{p}:internet_allow:{name}"
+        chk.name(name, ap, _ID, "a service name")
+        if chk.typed(spec, ap, dict) is None:
+            continue
+        chk.keys(spec, ap, {"port", "protocol", "sources"})
+        chk.integer(spec.get("port"), f"{ap}:port", 1, 65535)
+        if spec.get("protocol") not in ("tcp", "udp"):
+            chk.err(f"{ap}:protocol", f"{spec.get('protocol')!r} must be tcp or udp")
+        _sources(chk, spec.get("sources"), f"{ap}:sources")
+
+
+def _check_ntp(chk, cfg):
+    p = "trash:ntp"
+    chk.keys(cfg["ntp"], p, {"servers"})
+    servers = chk.typed(cfg["ntp"].get("servers"), f"{p}:servers", list)
+    for i, server in enumerate(servers or ()):
+        if not isinstance(server, str) or not re.match(r"^[A-Za-z0-9][A-Za-z0-9.:-]*$", server):
+            chk.err(f"{p}:servers:{i}", f"{server!r} is not a host name or address")
 
 
 def _normalise(cfg):

@@ -48,6 +48,10 @@ trash:
         bridge: vbr101
         description: customer network example.org
 
+  firewall:
+    # who may reach ssh on the nodes over the Internet zone (eth0); nothing else gets in there
+    ssh_sources: [198.51.100.0/24, 2001:db8:1::/48]
+
   # The RAID array of each node (nodes.<name>.disk), numbered as in the design document.
   storage:
     partitions:

@@ -10,8 +10,15 @@ trash-pillar-validated:
 {%- else %}
 
 include:
+  - trash.basics
+  - trash.network
+  - trash.firewall
   - trash.serial
   - trash.cluster
+{%- if salt['config.get']('trash_root', '/') == '/' %}
+  {#- partitions, filesystems, mounts: live actions on this machine's disk #}
+  - trash.storage
+{%- endif %}
   - trash.drbd
   - trash.guests
 {%- endif %}

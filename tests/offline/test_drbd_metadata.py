@@ -54,8 +54,11 @@ def disk(tmp_path):
 def drbd_mod(disk, example_pillar, tmp_path):
     example_pillar["trash"]["nodes"]["node1"]["disk"] = str(disk / "sda")
     trash = trash_module(example_pillar, "trash_for_drbd_test")
+    storage = load("_modules/trash_storage.py", "trash_storage_for_drbd_test",
+                   opts={"id": "node1"}, salt={"cmd.run_all": run_all})
     return load("_modules/trash_drbd.py", "trash_drbd_under_test", opts={"id": "node1"},
-                salt={"trash.config": trash.config, "cmd.run_all": run_all})
+                salt={"trash.config": trash.config, "cmd.run_all": run_all,
+                      "trash_storage.signature": storage.signature})
 
 
 def test_refuses_a_device_with_data_and_changes_nothing(drbd_mod, disk):
@@ -90,9 +93,3 @@ def test_metadata_of_another_version_is_refused(drbd_mod, disk, example_pillar):
     # sda8 holds v08 metadata, which a DRBD 9 node must not silently replace
     assert result["result"] is False and "mirror2:" in result["comment"]
     assert "TYPE=drbd" in result["comment"]
-
-
-def test_parse_blkid_on_real_output(drbd_mod, disk):
-    found = drbd_mod._parse_blkid(run_all(["blkid", "-p", "-o", "export", str(disk / "sda7")])["stdout"])
-    assert found["TYPE"] == "ext4" and found["USAGE"] == "filesystem"
-    assert drbd_mod._parse_blkid("") == {}

@@ -1,0 +1,84 @@
+"""The truth about one node in one look: findings from what the tools report.
+
+Pure: ``assess`` takes the parsed answers of corosync, Pacemaker and the drift
+check and returns a verdict with one line per finding, worst first.
+"""
+
+OK, DEGRADED, FAILED = "ok", "degraded", "failed"
+_RANK = {OK: 0, DEGRADED: 1, FAILED: 2}
+
+
+def _corosync(cfg, node, links, quorum):
+    """Findings about membership and the heartbeat links (R2, R3, DESIGN.md §5)."""
+    if links is None:
+        return [(FAILED, f"corosync is not running on {node}")]
+    out = []
+    peer = cfg["nodes"][node]["peer"]
+    peer_id = cfg["nodes"][peer]["nodeid"]
+    members = {name for _, name in (quorum or {}).get("members", [])}
+    if quorum is not None and not quorum["quorate"]:
+        why = " (waiting to see every node once: wait_for_all)" if "WaitForAll" in quorum["flags"] else ""
+        out.append((FAILED, f"not quorate{why}: the cluster does nothing"))
+    if peer not in members:
+        out.append((DEGRADED, f"{peer} is not a cluster member: lost, fenced or not started"))
+        return out
+    zones = cfg["cluster"]["links"]
+    down = [zones[n] for n, link in sorted(links["links"].items())
+            if n < len(zones) and link["peers"].get(peer_id) != "connected"]
+    if down:
+        up = [z for z in zones if z not in down]
+        line = f"heartbeat link(s) to {peer} down: {', '.join(down)}; up: {', '.join(up)}"
+        if up == ["serial"]:
+            # membership holds over the serial link alone, but DRBD and DLM have no path
+            line += ("; only the serial link holds the membership: DRBD and DLM are cut "
+                     "off, nobody is fenced, DRBD must outdate the peer")
+        out.append((DEGRADED, line))
+    return out
+
+
+def _pacemaker(cfg, node, status):
+    if status is None:
+        return [(FAILED, f"Pacemaker is not running on {node}")]
+    out = []
+    for name in cfg["cluster"]["nodes"]:
+        try:
+            state = status.node(name)
+        except KeyError:
+            out.append((DEGRADED, f"Pacemaker does not know node {name}"))
+            continue
+        if state.unclean:
+            out.append((FAILED, f"{name} is unclean: waiting to be fenced"))
+        elif not state.online:
+            out.append((DEGRADED, f"{name} is offline in Pacemaker"))
+        elif state.standby or state.maintenance:
+            out.append((DEGRADED, f"{name} is in {'standby' if state.standby else 'maintenance'}"))
+    for inst in status.failed():
+        out.append((FAILED, f"{inst.resource} failed on {', '.join(inst.nodes) or 'no node'}"))
+    for inst in status.instances:
+        if inst.blocked or not inst.managed:
+            out.append((DEGRADED, f"{inst.resource} is {'blocked' if inst.blocked else 'unmanaged'}"))
+    for name, g in sorted(cfg["guests"].items()):
+        if g["storage"] != "cluster":
+            continue
+        where = sorted(status.running_on(f"guest-{name}"))
+        if not where:
+            out.append((DEGRADED, f"guest {name} is stopped (home {g['home']})"))
+        elif where != [g["home"]]:
+            out.append((DEGRADED, f"guest {name} runs on {', '.join(where)}, away from its home "
+                                  f"{g['home']}: migrate it back by hand once {g['home']} "
+                                  "is verified (R13)"))
+    return out
+
+
+def assess(cfg, node, links=None, quorum=None, pacemaker=None, drift=None):
+    """{"verdict", "findings": [lines, worst first]} for ``node``."""
+    findings = _corosync(cfg, node, links, quorum) + _pacemaker(cfg, node, pacemaker)
+    for concern, paths in sorted((drift or {}).items()):
+        if paths:
+            findings.append((DEGRADED, f"{concern} files differ from the pillar: "
+                                       f"{', '.join(paths)} (state.apply fixes them)"))
+    findings.sort(key=lambda f: -_RANK[f[0]])
+    verdict = findings[0][0] if findings else OK
+    return {"verdict": verdict,
+            "findings": [f"{level}: {text}" for level, text in findings] or
+                        ["ok: members, links, resources and configuration as the pillar says"]}

@@ -1,0 +1,6 @@
+# systemd-networkd files of the zones, bonds, the Internet bridge, the LAN trunk with one
+# VLAN and bridge per trash:network:vlans id, and the cross-link addresses. test=True names
+# the links a change would touch (networkctl reload / reconfigure).
+trash-network-files-managed:
+  trash.files_managed:
+    - concern: network

@@ -1,0 +1,58 @@
+"""trash.status against a real two-node corosync and Pacemaker's view of a CIB file."""
+
+import copy
+import os
+import xml.etree.ElementTree as ET
+
+import crmsim
+import pytest
+
+from corosync_pair import running_pair, wait
+from modload import run_all, trash_module
+from trashlib import cib, model
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces need root")
+
+
+@pytest.fixture
+def node1(tmp_path, example_pillar, defaults):
+    """(pair, trash module of node1 inside node1's namespace)."""
+    cfg = model.load(copy.deepcopy(example_pillar), defaults)
+    cluster = crmsim.Cluster(cib.with_status(ET.tostring(cib.build(cfg), encoding="unicode"),
+                                             ["node1", "node2"]), tmp_path / "sim")
+    cluster.settle()
+    (tmp_path / "cib.xml").write_text(cluster.cib)
+    with running_pair(cfg, tmp_path) as pair:
+        mod = trash_module(example_pillar, "trash_status", trash_cib_file=str(tmp_path / "cib.xml"),
+                           trash_root=str(tmp_path / "root"))
+        mod.__salt__["cmd.run_all"] = lambda cmd, **kw: run_all(
+            ["ip", "netns", "exec", pair.ns["node1"], *cmd], **kw)
+        for concern in mod._files.CONCERNS:
+            mod.manage_files(concern)
+        yield pair, mod
+
+
+def test_healthy_cluster_is_ok(node1):
+    _, mod = node1
+    result = mod.status()
+    assert result["verdict"] == "ok", result["findings"]
+    assert result["guests"] == {"fileserver": ["node1"], "shell2": ["node2"], "stinky": ["node1"]}
+
+
+def test_a_cut_link_a_lost_peer_and_drift_are_reported(node1, tmp_path):
+    pair, mod = node1
+    pair.link("backchannel", "node1", up=False)
+    wait(lambda: "heartbeat" in " ".join(mod.status()["findings"]), 60, "the cut link")
+    result = mod.status()
+    assert result["verdict"] == "degraded"
+    assert ("degraded: heartbeat link(s) to node2 down: backchannel; up: storage, serial"
+            in result["findings"])
+
+    (tmp_path / "root/etc/drbd.d/mirror1.res").write_text("changed by hand\n")
+    pair.stop("node2")
+    wait(lambda: any("not a cluster member" in f for f in mod.status()["findings"]), 60,
+         "node2 leaving the membership")
+    findings = mod.status()["findings"]
+    assert "degraded: node2 is not a cluster member: lost, fenced or not started" in findings
+    assert any(f.startswith("degraded: drbd files differ from the pillar: /etc/drbd.d/mirror1.res")
+               for f in findings)

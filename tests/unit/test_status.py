@@ -1,0 +1,102 @@
+"""Status: corosync's and Pacemaker's real answers (captured) turned into one verdict."""
+
+import pathlib
+
+import pytest
+
+from trashlib import corosync, pcmk, status
+
+DATA = pathlib.Path(__file__).parents[1] / "data"
+
+
+def text(name):
+    return (DATA / name).read_text()
+
+
+def links(name):
+    return corosync.parse_links(text(f"corosync/cfgtool-s-{name}.txt"))
+
+
+def quorum(name):
+    return corosync.parse_quorum(text(f"corosync/quorumtool-s-{name}.txt"))
+
+
+def test_parse_links_and_quorum_on_real_output():
+    both = links("both")
+    assert both["nodeid"] == 1 and sorted(both["links"]) == [0, 1, 2]
+    assert both["links"][2] == {"addr": "10.10.5.1", "peers": {2: "connected"}}
+    assert links("backchannel-down")["links"][0]["peers"] == {2: "disconnected"}
+    q = quorum("both")
+    assert q["quorate"] is True and q["members"] == [(1, "node1"), (2, "node2")]
+    assert "2Node" in q["flags"] and "WaitForAll" in q["flags"]
+    alone = quorum("alone")
+    assert alone["quorate"] is False and alone["members"] == [(1, "node1")]
+
+
+@pytest.fixture
+def settled():
+    """Pacemaker's view after node1 failed and came back (captured crm_mon)."""
+    return pcmk.parse_status(text("pcmk/crm_mon-rejoined.xml"))
+
+
+def test_healthy_membership(cfg):
+    found = status.assess(cfg, "node1", links("both"), quorum("both"), None)
+    # Pacemaker is not running in this call: that alone is reported
+    assert found["findings"] == ["failed: Pacemaker is not running on node1"]
+
+
+def test_a_link_down_is_named_by_its_zone(cfg, settled):
+    found = status.assess(cfg, "node1", links("backchannel-down"), quorum("both"), settled)
+    assert any("heartbeat link(s) to node2 down: backchannel; up: storage, serial" in f
+               for f in found["findings"])
+
+
+def test_only_the_serial_link_left_is_not_hidden(cfg, settled):
+    only_serial = links("both")
+    for n in (0, 1):
+        only_serial["links"][n]["peers"][2] = "disconnected"
+    found = status.assess(cfg, "node1", only_serial, quorum("both"), settled)
+    line = next(f for f in found["findings"] if "heartbeat" in f)
+    assert "only the serial link holds the membership" in line and line.startswith("degraded")
+
+
+def test_peer_lost_and_quorum(cfg):
+    lost = status.assess(cfg, "node1", links("peer-lost"), quorum("peer-lost"), None)
+    assert "degraded: node2 is not a cluster member: lost, fenced or not started" in lost["findings"]
+    alone = status.assess(cfg, "node1", links("alone"), quorum("alone"), None)
+    assert alone["verdict"] == "failed"
+    assert alone["findings"][0].startswith("failed: not quorate (waiting to see every node once")
+
+
+def test_guests_away_from_home_after_a_rejoin(cfg, settled):
+    found = status.assess(cfg, "node1", links("both"), quorum("both"), settled)
+    assert found["verdict"] == "degraded"
+    assert ("degraded: guest fileserver runs on node2, away from its home node1: migrate it "
+            "back by hand once node1 is verified (R13)") in found["findings"]
+    assert "degraded: guest stinky is stopped (home node1)" in found["findings"]
+    assert not any("shell2" in f for f in found["findings"])
+
+
+def test_corosync_down_is_a_failure_and_drift_is_named(cfg, settled):
+    found = status.assess(cfg, "node2", None, None, settled,
+                          drift={"drbd": ["/etc/drbd.d/mirror1.res"], "cluster": []})
+    assert found["findings"][0] == "failed: corosync is not running on node2"
+    assert ("degraded: drbd files differ from the pillar: /etc/drbd.d/mirror1.res "
+            "(state.apply fixes them)") in found["findings"]
+
+
+def test_corosync_events_from_real_snapshots(cfg):
+    both = corosync.snapshot(cfg, "node1", links("both"), quorum("both"))
+    assert both == {"running": True, "quorate": True, "members": ["node1", "node2"],
+                    "links": {"backchannel": "connected", "storage": "connected",
+                              "serial": "connected"}}
+    cut = corosync.snapshot(cfg, "node1", links("backchannel-down"), quorum("both"))
+    lost = corosync.snapshot(cfg, "node1", links("peer-lost"), quorum("peer-lost"))
+    alone = corosync.snapshot(cfg, "node1", links("alone"), quorum("alone"))
+    down = corosync.snapshot(cfg, "node1", None, None)
+    tags = lambda a, b: [(e["tag"], e["subject"], e["old"], e["new"]) for e in corosync.events(a, b)]
+    assert tags(both, both) == []
+    assert tags(both, cut) == [("link/backchannel", "backchannel", "connected", "disconnected")]
+    assert ("membership", "node2", "member", "lost") in tags(both, lost)
+    assert ("quorum", "quorum", "quorate", "not quorate") in tags(lost, alone)
+    assert tags(both, down) == [("corosync", "corosync", "running", "stopped")]

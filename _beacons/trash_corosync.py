@@ -43,11 +43,11 @@ def validate(config):
 
 def beacon(config):
     """Compare corosync's view with the last poll; one event per change."""
-    now = __salt__["trash_corosync.snapshot"]()
+    now = __salt__["trash.corosync_snapshot"]()
     last = __context__.get("trash_corosync.last")
     __context__["trash_corosync.last"] = now
     if last is None:
         return []
     stamp = time.time()
     node = __opts__["id"]
-    return [dict(event, node=node, timestamp=stamp) for event in __salt__["trash_corosync.events"](last, now)]
+    return [dict(event, node=node, timestamp=stamp) for event in __salt__["trash.corosync_events"](last, now)]

@@ -625,8 +625,49 @@ def corosync_reload(test=False):
 
 
 def _quiet(cmd, env=None):
+    # a wedged daemon must not block the caller (the beacon runs in the minion's loop)
     return __salt__["cmd.run_all"](cmd, python_shell=False, ignore_retcode=True,
-                                   output_loglevel="quiet", env=env)
+                                   output_loglevel="quiet", env=env, timeout=10)
+
+
+def _read_corosync():
+    """(links, quorum) as corosync reports them; (None, None) when it is not running."""
+    probe = _quiet(["corosync-cfgtool", "-s"])
+    if probe["retcode"] != 0:
+        return None, None
+    answer = _quiet(["corosync-quorumtool", "-s"])
+    # quorumtool exits non-zero when not quorate, and still says why
+    quorum = (_corosync.parse_quorum(answer["stdout"])
+              if "Quorum information" in answer["stdout"] else None)
+    return _corosync.parse_links(probe["stdout"]), quorum
+
+
+def corosync_snapshot():
+    """
+    Membership, quorum and the state of each heartbeat link to the peer, by zone, as
+    this node's corosync reports them (what the trash_corosync beacon watches).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call trash.corosync_snapshot
+    """
+    cfg = _load()
+    return _corosync.snapshot(cfg, _node(cfg), *_read_corosync())
+
+
+def corosync_events(old, new):
+    """
+    The changes between two corosync snapshots, one event each (for the beacon).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call trash.corosync_events "$OLD_SNAPSHOT" "$NEW_SNAPSHOT"
+    """
+    return _corosync.events(old, new)
 
 
 def status():
@@ -649,14 +690,8 @@ def status():
         _node(cfg)
     except CommandExecutionError as exc:
         return {"node": node, "verdict": _status.FAILED, "findings": [f"failed: {exc}"]}
-    links = quorum = pacemaker = None
-    probe = _quiet(["corosync-cfgtool", "-s"])
-    if probe["retcode"] == 0:
-        links = _corosync.parse_links(probe["stdout"])
-        answer = _quiet(["corosync-quorumtool", "-s"])
-        # quorumtool exits non-zero when not quorate, and still says why
-        if "Quorum information" in answer["stdout"]:
-            quorum = _corosync.parse_quorum(answer["stdout"])
+    links, quorum = _read_corosync()
+    pacemaker = None
     env, _ = _cib_env(None)
     mon = _quiet(["crm_mon", "--output-as", "xml", "--one-shot"], env)
     try:

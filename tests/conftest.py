@@ -25,7 +25,7 @@ def pytest_configure(config):
 def pytest_collection_modifyitems(config, items):
     for item in items:
         tier = pathlib.Path(str(item.fspath)).relative_to(ROOT / "tests").parts[0]
-        if tier in ("unit", "offline", "salt"):
+        if tier in ("unit", "offline", "salt", "lab"):
             item.add_marker(getattr(pytest.mark, tier))
 
 

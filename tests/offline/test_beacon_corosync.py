@@ -19,11 +19,10 @@ def beacon(tmp_path, example_pillar, defaults):
     with running_pair(cfg, tmp_path) as pair:
         in_ns = lambda cmd, **kw: run_all(["ip", "netns", "exec", pair.ns["node1"], *cmd], **kw)
         trash = trash_module(example_pillar, "trash_for_beacon")
-        mod = load("_modules/trash_corosync.py", "trash_corosync_under_test",
-                   salt={"trash.config": trash.config, "cmd.run_all": in_ns}, opts={"id": "node1"})
+        trash.__salt__["cmd.run_all"] = in_ns
         bea = load("_beacons/trash_corosync.py", "trash_corosync_beacon", opts={"id": "node1"},
-                   context={}, salt={"trash_corosync.snapshot": mod.snapshot,
-                                     "trash_corosync.events": mod.events})
+                   context={}, salt={"trash.corosync_snapshot": trash.corosync_snapshot,
+                                     "trash.corosync_events": trash.corosync_events})
         yield pair, lambda: bea.beacon([{"interval": 5}])
 
 

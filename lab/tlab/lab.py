@@ -1,0 +1,466 @@
+"""The lab: two QEMU (TCG) machines wired like the trash.net servers, inside a network
+namespace of their own. See lab/README.md for the wiring."""
+
+import fcntl
+import json
+import os
+import pathlib
+import select
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+from . import image
+from .qga import Agent, AgentError
+
+NETNS = os.environ.get("TRASHLAB_NS", "trashlab")
+RUN = pathlib.Path(os.environ.get("TRASHLAB_RUN", "/run/trashlab"))  # sockets, pid files
+MEMORY = os.environ.get("TRASHLAB_MEMORY", "1536")                 # MiB per machine
+RAID_SIZE = "4G"
+
+NODES = ("node1", "node2")
+PEER = {"node1": "node2", "node2": "node1"}
+INDEX = {"node1": 1, "node2": 2}
+
+# Internet zone: one bridge, a tap per node's eth0; the bridge holds the pillar's gateway.
+INET_BRIDGE = "br-inet"
+INET_GATEWAY = "192.0.2.1/24"
+# eth4 of each node is a point-to-point link to the PEER's BMC; the host side of the tap
+# holds that BMC's address (example pillar: nodes.<peer>.bmc.address, on the node's /30).
+BMC_ADDRESS = {"node1": "10.10.4.2/30", "node2": "10.10.4.6/30"}
+# eth1 storage, eth2 back-channel, eth3 LAN trunk: direct cables, UDP on the netns loopback
+CROSS_LINKS = {1: "storage", 2: "backchannel", 3: "lan"}
+UDP_BASE = 40000
+
+
+def udp_port(link, node):
+    return UDP_BASE + 10 * link + INDEX[node]
+
+
+def mac(node, iface):
+    return f"52:54:00:00:{INDEX[node]:02x}:{iface:02x}"
+
+
+def disks_dir():
+    return image.cache_dir() / "run"
+
+
+def logs_dir():
+    return image.cache_dir() / "logs"
+
+
+def say(*a):
+    print(*a, file=sys.stderr, flush=True)
+
+
+def sh(cmd, check=True, **kw):
+    r = subprocess.run(cmd, capture_output=True, text=True, **kw)
+    if check and r.returncode:
+        raise RuntimeError(f"{' '.join(cmd)}: {r.stderr.strip() or r.stdout.strip()}")
+    return r
+
+
+def ip(*args, check=True):
+    return sh(["ip", "-n", NETNS, *args], check=check)
+
+
+class LabError(Exception):
+    pass
+
+
+# -- host tools -------------------------------------------------------------------------
+HOST_TOOLS = {"qemu-system-x86_64": "qemu-system-x86", "qemu-img": "qemu-utils",
+              "debootstrap": "debootstrap", "cpio": "cpio", "unshare": "util-linux",
+              "ip": "iproute2", "mkfs.ext4": "e2fsprogs"}
+
+
+def ensure_host_tools():
+    if os.geteuid() != 0:
+        raise LabError("the lab needs root")
+    missing = sorted({pkg for tool, pkg in HOST_TOOLS.items() if not shutil.which(tool)})
+    if missing:
+        say(f"trashlab: installing host packages: {' '.join(missing)}")
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        subprocess.run(["apt-get", "update", "-q"], check=True, env=env)
+        subprocess.run(["apt-get", "install", "-y", "-q", "--no-install-recommends", *missing],
+                       check=True, env=env)
+
+
+# -- processes --------------------------------------------------------------------------
+def marker(node):
+    return f"trashlab-{node}"
+
+
+def qemu_pid(node):
+    """The pid of this lab's QEMU for node, or None. Found by its pid file and checked by
+    its command line, so a recycled pid is never taken for ours."""
+    try:
+        pid = int((RUN / f"{node}.pid").read_text())
+    except (OSError, ValueError):
+        return None
+    try:
+        cmd = pathlib.Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return None
+    joined = b"\0".join(cmd)
+    if f"process={marker(node)}".encode() in joined and str(RUN).encode() in joined:
+        return pid
+    return None
+
+
+def netns_exists():
+    return pathlib.Path(f"/run/netns/{NETNS}").exists()
+
+
+# -- network ----------------------------------------------------------------------------
+def make_network():
+    if netns_exists():
+        raise LabError(f"network namespace {NETNS} exists already: `trashlab down` first")
+    sh(["ip", "netns", "add", NETNS])
+    ip("link", "set", "lo", "up")
+    ip("link", "add", INET_BRIDGE, "type", "bridge")
+    ip("addr", "add", INET_GATEWAY, "dev", INET_BRIDGE)
+    ip("link", "set", INET_BRIDGE, "up")
+    for node in NODES:
+        for iface in (0, 4):
+            tap = f"{node}-eth{iface}"
+            ip("tuntap", "add", "dev", tap, "mode", "tap")
+            if iface == 0:
+                ip("link", "set", tap, "master", INET_BRIDGE)
+            else:
+                ip("addr", "add", BMC_ADDRESS[node], "dev", tap)
+            ip("link", "set", tap, "up")
+
+
+def remove_network():
+    if netns_exists():
+        # the bridge and the taps live and die with the namespace
+        sh(["ip", "netns", "del", NETNS], check=False)
+
+
+# -- machines ---------------------------------------------------------------------------
+def qemu_argv(node, img):
+    run, disks = RUN, disks_dir()
+    peer = PEER[node]
+    append = (f"root=/dev/vda rw console=ttyS1,115200 net.ifnames=0 systemd.hostname={node} "
+              "systemd.firstboot=off fsck.mode=skip quiet")
+    a = ["nice", "-n", "10", "qemu-system-x86_64",
+         "-name", f"{node},process={marker(node)}",
+         "-machine", "pc,accel=tcg", "-cpu", "max", "-smp", "1", "-m", MEMORY,
+         "-nodefaults", "-vga", "none", "-display", "none",
+         "-daemonize", "-pidfile", str(run / f"{node}.pid"),
+         "-kernel", str(img / "vmlinuz"), "-initrd", str(img / "initrd.img"),
+         "-append", append,
+         # /dev/vda: the system (an overlay on the cached base, discarded by `down`)
+         "-drive", f"if=none,id=root,file={disks}/{node}-root.qcow2,format=qcow2,"
+                   "cache=unsafe,discard=unmap",
+         "-device", "virtio-blk-pci,drive=root,addr=0x4",
+         # /dev/vdb: the node's RAID array (empty, sparse)
+         "-drive", f"if=none,id=raid,file={disks}/{node}-raid.qcow2,format=qcow2,discard=unmap",
+         "-device", f"virtio-blk-pci,drive=raid,serial=raid-{node},addr=0x5",
+         "-device", "virtio-rng-pci,addr=0x7"]
+    # NICs in PCI slot order = eth0..eth4 (net.ifnames=0)
+    for i in range(5):
+        if i in (0, 4):
+            a += ["-netdev", f"tap,id=net-eth{i},ifname={node}-eth{i},script=no,downscript=no"]
+        else:
+            a += ["-netdev", f"socket,id=net-eth{i},udp=127.0.0.1:{udp_port(i, peer)},"
+                             f"localaddr=127.0.0.1:{udp_port(i, node)}"]
+        # the NIC's id is the guest's name for it: set_link(node, "eth1", False) pulls a cable
+        a += ["-device", f"virtio-net-pci,id=eth{i},netdev=net-eth{i},mac={mac(node, i)},"
+                         f"addr=0x{0x10 + i:x}"]
+    # ttyS0: the null-modem cable, node1 listens, node2 connects (and reconnects)
+    cable = f"socket,id=cable,path={run}/serial-cable.sock"
+    cable += ",server=on,wait=off" if node == "node1" else ",reconnect=1"
+    a += ["-chardev", cable, "-serial", "chardev:cable"]
+    # ttyS1: the console, a unix socket for `trashlab console`, logged to the cache
+    a += ["-chardev", f"socket,id=con,path={run}/{node}.console,server=on,wait=off,"
+                      f"logfile={logs_dir()}/{node}-console.log,logappend=on",
+          "-serial", "chardev:con"]
+    # the host->guest command channel: qemu-guest-agent on a virtio-serial port
+    a += ["-chardev", f"socket,id=qga,path={run}/{node}.qga,server=on,wait=off",
+          "-device", "virtio-serial-pci,addr=0x6",
+          "-device", "virtserialport,chardev=qga,name=org.qemu.guest_agent.0"]
+    # QEMU's monitors: power and cable events for the drills, the BMCs later
+    a += ["-qmp", f"unix:{run}/{node}.qmp,server=on,wait=off",
+          "-monitor", f"unix:{run}/{node}.monitor,server=on,wait=off"]
+    return a
+
+
+def create_disks(node, img):
+    disks = disks_dir()
+    for f in ("root", "raid"):
+        (disks / f"{node}-{f}.qcow2").unlink(missing_ok=True)
+    sh(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b",
+        str(img / "base.qcow2"), str(disks / f"{node}-root.qcow2")])
+    sh(["qemu-img", "create", "-q", "-f", "qcow2", str(disks / f"{node}-raid.qcow2"), RAID_SIZE])
+    (logs_dir() / f"{node}-console.log").write_text("")
+
+
+def start(node, img=None):
+    """Power a node on (its disks persist between power cycles; `down` discards them).
+    Returns at once: wait_ready([node]) waits for its boot."""
+    if qemu_pid(node):
+        return
+    img = img or image.image_dir()
+    sh(["ip", "netns", "exec", NETNS, *qemu_argv(node, img)])
+    if not qemu_pid(node):
+        raise LabError(f"{node}: QEMU did not start")
+
+
+power_on = start
+
+
+def set_link(node, iface, up):
+    """Plug (up=True) or pull (False) the cable of a node's interface, e.g. "eth1"."""
+    qmp(node, "set_link", name=iface, up=bool(up))
+
+
+def console_tail(node, n=25):
+    try:
+        lines = (logs_dir() / f"{node}-console.log").read_text(errors="replace").splitlines()
+    except OSError:
+        return ""
+    return "\n".join(lines[-n:])
+
+
+def agent(node, timeout=10):
+    return Agent(RUN / f"{node}.qga", timeout=timeout)
+
+
+def ping(node, timeout=3):
+    try:
+        with agent(node, timeout=timeout) as a:
+            a.call("guest-ping")
+        return True
+    except (OSError, AgentError, ValueError):
+        return False
+
+
+def wait_ready(nodes, timeout=600):
+    """Until each node's agent answers and systemd has finished booting."""
+    t0 = time.monotonic()
+    pending = {n: "agent" for n in nodes}
+    took = {}
+    while pending:
+        for node in list(pending):
+            if not qemu_pid(node):
+                raise LabError(f"{node}: QEMU exited during boot\n{console_tail(node)}")
+            if pending[node] == "agent":
+                if ping(node, timeout=2):
+                    pending[node] = "systemd"
+                continue
+            try:
+                r = run(node, "systemctl is-system-running", timeout=30)
+            except AgentError:
+                continue
+            state = r.stdout.strip()
+            if state in ("running", "degraded"):
+                took[node] = round(time.monotonic() - t0, 1)
+                msg = f"{node}: up in {took[node]} s ({state})"
+                if state == "degraded":
+                    failed = run(node, "systemctl --failed --no-legend --plain | cut -d' ' -f1")
+                    msg += ": failed units: " + " ".join(failed.stdout.split())
+                say(msg)
+                del pending[node]
+        if pending:
+            if time.monotonic() - t0 > timeout:
+                raise LabError("not ready after %d s: %s\n%s" % (
+                    timeout, pending, "\n".join(console_tail(n) for n in pending)))
+            time.sleep(1)
+    return took
+
+
+class Result:
+    def __init__(self, returncode, stdout, stderr):
+        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
+
+    def __repr__(self):
+        return f"Result(rc={self.returncode}, stdout={self.stdout!r}, stderr={self.stderr!r})"
+
+
+def run(node, command, timeout=300, input=None, check=False):
+    """Run a shell command (a string, or an argv list that is quoted) in a guest as root.
+    The guest kills it after `timeout` s (exit 124)."""
+    if not isinstance(command, str):
+        command = shlex.join(command)
+    argv = ["/usr/bin/timeout", "-k", "10", str(int(timeout)), "/bin/sh", "-c", command]
+    with agent(node, timeout=30) as a:
+        code, out, err = a.exec(argv, timeout=timeout + 30,
+                                input=input.encode() if isinstance(input, str) else input)
+    r = Result(code, out.decode(errors="replace"), err.decode(errors="replace"))
+    if check and code:
+        raise LabError(f"{node}: `{command}` exited {code}: {r.stderr.strip()}")
+    return r
+
+
+def push(node, src, dst):
+    """Copy a host directory's contents into dst in the guest (a tar stream over the agent),
+    e.g. the formula for `salt-call --local`."""
+    data = subprocess.run(["tar", "-C", str(src), "-cf", "-", "."], check=True,
+                          capture_output=True).stdout
+    run(node, f"mkdir -p {shlex.quote(dst)} && tar -C {shlex.quote(dst)} -xf -",
+        input=data, check=True)
+
+
+def qmp(node, command, timeout=10, **arguments):
+    """One command on the node's QMP monitor (set_link, system_reset, quit, query-status…)."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    s.connect(str(RUN / f"{node}.qmp"))
+    f = s.makefile("rwb")
+    try:
+        json.loads(f.readline())  # greeting
+        for msg in ({"execute": "qmp_capabilities"},
+                    {"execute": command, **({"arguments": arguments} if arguments else {})}):
+            f.write(json.dumps(msg).encode() + b"\n")
+            f.flush()
+            while True:
+                line = f.readline()
+                if not line:
+                    return None  # e.g. `quit`: QEMU closed the socket
+                reply = json.loads(line)
+                if "event" in reply:
+                    continue
+                if "error" in reply:
+                    raise LabError(f"{node}: qmp {command}: {reply['error']['desc']}")
+                break
+        return reply.get("return")
+    finally:
+        f.close()
+        s.close()
+
+
+# -- the commands ----------------------------------------------------------------------------
+def is_up():
+    return all(qemu_pid(n) for n in NODES)
+
+
+class _Locked:
+    """`up`, `down` and image builds, one at a time (a lock file in the cache)."""
+
+    def __enter__(self):
+        image.cache_dir().mkdir(parents=True, exist_ok=True)
+        self.f = open(image.cache_dir() / ".lock", "w")
+        fcntl.flock(self.f, fcntl.LOCK_EX)
+
+    def __exit__(self, *exc):
+        self.f.close()
+
+
+def up(timeout=600):
+    ensure_host_tools()
+    with _Locked():
+        return _up(timeout)
+
+
+def _up(timeout):
+    if is_up():
+        say("trashlab: the lab is up already")
+        return
+    if netns_exists() or any(qemu_pid(n) for n in NODES) or RUN.exists():
+        say("trashlab: cleaning up a half-made lab first")
+        _down()
+    t0 = time.monotonic()
+    img = image.Builder(log=say).build()
+    t1 = time.monotonic()
+    RUN.mkdir(parents=True, exist_ok=True)
+    disks_dir().mkdir(parents=True, exist_ok=True)
+    logs_dir().mkdir(parents=True, exist_ok=True)
+    try:
+        make_network()
+        for node in NODES:
+            create_disks(node, img)
+            start(node, img)
+        took = wait_ready(NODES, timeout=timeout)
+    except BaseException:
+        say("trashlab: up failed, tearing down")
+        _down()
+        raise
+    say(f"trashlab: up (image {round(t1 - t0, 1)} s, boot {max(took.values())} s)")
+    return {"image_s": round(t1 - t0, 1), "boot_s": took}
+
+
+def stop(node, timeout=20):
+    """Power a node off hard (QEMU quits; its disks stay)."""
+    pid = qemu_pid(node)
+    if not pid:
+        return
+    try:
+        qmp(node, "quit", timeout=5)
+    except (OSError, LabError, ValueError):
+        pass
+    deadline = time.monotonic() + timeout
+    while qemu_pid(node) == pid and time.monotonic() < deadline:
+        time.sleep(0.2)
+    if qemu_pid(node) == pid:
+        os.kill(pid, signal.SIGKILL)
+        while qemu_pid(node) == pid and time.monotonic() < deadline + 10:
+            time.sleep(0.2)
+
+
+power_off = stop
+
+
+def down():
+    with _Locked():
+        _down()
+
+
+def _down():
+    for node in NODES:
+        stop(node)
+    remove_network()
+    shutil.rmtree(RUN, ignore_errors=True)
+    shutil.rmtree(disks_dir(), ignore_errors=True)
+    say("trashlab: down")
+
+
+def status():
+    rows = []
+    for node in NODES:
+        pid = qemu_pid(node)
+        reach = ping(node, timeout=3) if pid else False
+        rows.append((node, pid, reach))
+        print(f"{node}: {'up' if pid else 'down'}"
+              f"{f' pid {pid}' if pid else ''}"
+              f"{', agent reachable' if reach else (', agent NOT reachable' if pid else '')}")
+    print(f"namespace {NETNS}: {'present' if netns_exists() else 'absent'}")
+    return rows
+
+
+def console(node):
+    path = RUN / f"{node}.console"
+    if not qemu_pid(node):
+        raise LabError(f"{node} is not running")
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(str(path))
+    tty = sys.stdin.isatty()
+    if tty:
+        import termios
+        import tty as ttymod
+        old = termios.tcgetattr(sys.stdin)
+        ttymod.setraw(sys.stdin)
+        say(f"trashlab: console of {node}; Ctrl-] leaves\r")
+    try:
+        s.sendall(b"\r")
+        while True:
+            r, _, _ = select.select([s, sys.stdin], [], [])
+            if s in r:
+                data = s.recv(4096)
+                if not data:
+                    break
+                os.write(sys.stdout.fileno(), data)
+            if sys.stdin in r:
+                data = os.read(sys.stdin.fileno(), 1024)
+                if not data or (tty and b"\x1d" in data):
+                    break
+                s.sendall(data)
+    finally:
+        if tty:
+            termios.tcsetattr(sys.stdin, termios.TCSADRAIN, old)
+        s.close()

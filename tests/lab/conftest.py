@@ -1,0 +1,38 @@
+"""The lab tier: two QEMU machines (lab/trashlab). The session brings the lab up, unless it
+is up already (then it is left up); TRASHLAB_KEEP=1 leaves a lab this session started up."""
+
+import os
+import pathlib
+import shutil
+import sys
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "lab"))
+
+from tlab import lab as tlab  # noqa: E402
+
+
+def _why_not():
+    if os.geteuid() != 0:
+        return "the lab needs root"
+    if not pathlib.Path("/dev/net/tun").exists():
+        return "no /dev/net/tun"
+    if not shutil.which("ip"):
+        return "no iproute2"
+    return None
+
+
+@pytest.fixture(scope="session")
+def lab():
+    why = _why_not()
+    if why:
+        pytest.skip(why)
+    started = False
+    if not tlab.is_up():
+        tlab.up()
+        started = True
+    yield tlab
+    if started and not os.environ.get("TRASHLAB_KEEP"):
+        tlab.down()

@@ -38,7 +38,8 @@ class Pair:
         return subprocess.run(["ip", "netns", "exec", self.ns[node], *cmd],
                               capture_output=True, text=True, check=False)
 
-    def start(self):
+    def start(self, nodes=None):
+        """Start corosync on ``nodes`` (default both, then wait for a quorate membership)."""
         for ns in self.ns.values():
             _run("ip", "netns", "add", ns)
             _run("ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up")
@@ -52,24 +53,42 @@ class Pair:
                 _run("ip", "netns", "exec", self.ns[node], "ip", "addr", "add",
                      self.cfg["nodes"][node]["addresses"][zone], "dev", dev)
                 _run("ip", "netns", "exec", self.ns[node], "ip", "link", "set", dev, "up")
-        key = self.workdir / "authkey"
-        key.write_bytes(corosync.authkey(self.cfg))
-        os.chmod(key, 0o400)
-        for node in (n1, n2):
-            conf = self.workdir / f"corosync-{node}.conf"
-            conf.write_text(corosync.conf(self.cfg)
-                            .replace(f"keyfile: {corosync.KEYFILE}", f"keyfile: {key}")
-                            .replace("logfile: /var/log/corosync/corosync.log",
-                                     f"logfile: {self.workdir}/corosync-{node}.log")
-                            .replace("to_syslog: yes", "to_syslog: no"))
+        for node in nodes or (n1, n2):
+            self.write_conf(self.cfg, node)
             # a private /run per node: corosync refuses to start beside another's lock file
             self.procs[node] = subprocess.Popen(
                 ["ip", "netns", "exec", self.ns[node], "unshare", "--mount", "sh", "-ec",
-                 'mount -t tmpfs tmpfs /run && exec corosync -f -c "$0"', str(conf)],
+                 'mount -t tmpfs tmpfs /run && exec corosync -f -c "$0"', str(self.conf(node))],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait(lambda: "Quorate:          Yes" in self.exec(n1, "corosync-quorumtool", "-s").stdout,
-             120, "a quorate two-node membership")
+        if nodes is None:
+            wait(lambda: "Quorate:          Yes" in
+                 self.exec(n1, "corosync-quorumtool", "-s").stdout,
+                 120, "a quorate two-node membership")
+        for node in nodes or ():
+            wait(lambda: self.exec(node, "corosync-cfgtool", "-s").returncode == 0
+                 or self.procs[node].poll() is not None, 120, f"corosync on {node}")
+            assert self.procs[node].poll() is None, self.log(node)
         return self
+
+    def conf(self, node):
+        return self.workdir / f"corosync-{node}.conf"
+
+    def log(self, node):
+        path = self.workdir / f"corosync-{node}.log"
+        return path.read_text() if path.exists() else ""
+
+    def write_conf(self, cfg, node):
+        """corosync.conf as rendered from ``cfg``, with key and log in the work directory."""
+        key = self.workdir / "authkey"
+        if not key.exists():
+            key.write_bytes(corosync.authkey(cfg))
+            os.chmod(key, 0o400)
+        self.conf(node).write_text(
+            corosync.conf(cfg)
+            .replace(f"keyfile: {corosync.KEYFILE}", f"keyfile: {key}")
+            .replace("logfile: /var/log/corosync/corosync.log",
+                     f"logfile: {self.workdir}/corosync-{node}.log")
+            .replace("to_syslog: yes", "to_syslog: no"))
 
     def link(self, zone, node, up):
         self.exec(node, "ip", "link", "set", self.veth[zone][node], "up" if up else "down")
@@ -91,9 +110,9 @@ class Pair:
 
 
 @contextlib.contextmanager
-def running_pair(cfg, workdir):
+def running_pair(cfg, workdir, nodes=None):
     pair = Pair(cfg, workdir)
     try:
-        yield pair.start()
+        yield pair.start(nodes)
     finally:
         pair.close()

@@ -1,70 +1,31 @@
 """A running corosync takes pillar changes without a restart; what it cannot take is named.
 
 corosync runs for real in a network namespace of this test that holds node1's link
-addresses; every command of the module runs inside that namespace.
+addresses (corosync_pair.py, node2 not started); every command of the module runs inside
+that namespace.
 """
 
 import copy
 import os
 import subprocess
-import time
 import uuid
 
 import pytest
 
+from corosync_pair import running_pair
 from modload import run_all, trash_module
 from trashlib import corosync, model
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces need root")
 
 
-def render_conf(cfg, workdir):
-    """corosync.conf as rendered, with the key and the log in this test's directory."""
-    (workdir / "authkey").write_bytes(corosync.authkey(cfg))
-    os.chmod(workdir / "authkey", 0o400)
-    text = corosync.conf(cfg).replace(f"keyfile: {corosync.KEYFILE}",
-                                      f"keyfile: {workdir}/authkey")
-    text = text.replace("logfile: /var/log/corosync/corosync.log",
-                        f"logfile: {workdir}/corosync.log").replace("to_syslog: yes",
-                                                                     "to_syslog: no")
-    (workdir / "corosync.conf").write_text(text)
-
-
 @pytest.fixture
 def running(tmp_path, example_pillar, defaults):
-    """corosync of node1 running in a private namespace: (netns name, pillar, conf writer)."""
-    ns = f"trash-cs-{uuid.uuid4().hex[:8]}"
-    subprocess.run(["ip", "netns", "add", ns], check=True)
-    proc = None
-    try:
-        in_ns = ["ip", "netns", "exec", ns]
-        subprocess.run(in_ns + ["ip", "link", "set", "lo", "up"], check=True)
-        cfg = model.load(copy.deepcopy(example_pillar), defaults)
-        for link in cfg["cluster"]["links"]:
-            subprocess.run(in_ns + ["ip", "addr", "add", f"{cfg['nodes']['node1']['ip'][link]}/32",
-                                    "dev", "lo"], check=True)
-        render_conf(cfg, tmp_path)
-        proc = subprocess.Popen(in_ns + ["corosync", "-f", "-c", str(tmp_path / "corosync.conf")],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 120
-        while subprocess.run(in_ns + ["corosync-cfgtool", "-s"], capture_output=True).returncode:
-            assert proc.poll() is None, (tmp_path / "corosync.log").read_text()
-            assert time.monotonic() < deadline, "corosync did not come up in 120 s"
-            time.sleep(0.2)
-
-        def write(pillar):
-            render_conf(model.load(copy.deepcopy(pillar), defaults), tmp_path)
-
-        yield ns, write
-    finally:
-        if proc is not None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        subprocess.run(["ip", "netns", "delete", ns], check=False)
+    """corosync of node1 alone in its namespace: (netns name, write(pillar) re-rendering its conf)."""
+    cfg = model.load(copy.deepcopy(example_pillar), defaults)
+    with running_pair(cfg, tmp_path, nodes=("node1",)) as pair:
+        yield pair.ns["node1"], lambda pillar: pair.write_conf(
+            model.load(copy.deepcopy(pillar), defaults), "node1")
 
 
 def module_in(ns, pillar):

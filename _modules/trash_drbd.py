@@ -9,10 +9,16 @@ primary or discards data.
 
 import logging
 import os
+import sys
 
 from salt.exceptions import CommandExecutionError
 
-from trashlib import storage as _storage
+# Every module that imports trashlib drops it first: whichever loads first after a
+# sync of _utils must not pick up the copy a long-running minion still holds.
+for _name in [n for n in sys.modules if n == "trashlib" or n.startswith("trashlib.")]:
+    del sys.modules[_name]
+
+from trashlib import storage as _storage  # noqa: E402
 
 log = logging.getLogger(__name__)
 

@@ -140,3 +140,16 @@ def storage_mounted(name):
           trash.storage_mounted: []
     """
     return _translate(name, "trash_storage.mounts")
+
+
+def guests_defined(name):
+    """
+    Define this node's /local guests in libvirt as the pillar says, with autostart;
+    never undefine or destroy a domain.
+
+    .. code-block:: yaml
+
+        trash-guests-local-defined:
+          trash.guests_defined: []
+    """
+    return _translate(name, "trash_guests.defined")

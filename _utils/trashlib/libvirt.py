@@ -5,6 +5,9 @@ import uuid
 import xml.etree.ElementTree as ET
 
 _NAMESPACE = uuid.UUID("5d6c3f1e-2b7a-4c1e-9a51-7a1e0c3b9d42")
+# domains this formula defines carry <metadata><trash:guest cluster=...> so that it
+# can tell them from domains somebody else made
+METADATA_NS = "urn:trash-formula:guest:1"
 
 
 def mac(cluster, guest, index):
@@ -20,6 +23,8 @@ def domain(cfg, g):
     ET.SubElement(dom, "uuid").text = str(uuid.uuid5(_NAMESPACE, f"{cluster}/{g['name']}"))
     if g["description"]:
         ET.SubElement(dom, "description").text = g["description"]
+    meta = ET.SubElement(dom, "metadata")
+    ET.SubElement(meta, f"{{{METADATA_NS}}}guest", cluster=cluster)
     ET.SubElement(dom, "memory", unit="MiB").text = str(g["memory"])
     ET.SubElement(dom, "vcpu").text = str(g["vcpus"])
     os_ = ET.SubElement(dom, "os")
@@ -57,6 +62,27 @@ def domain(cfg, g):
 
 
 def render(cfg, g):
+    ET.register_namespace("trash", METADATA_NS)
     dom = domain(cfg, g)
     ET.indent(dom)
     return ET.tostring(dom, encoding="unicode") + "\n"
+
+
+def summary(xml_text):
+    """What the formula manages of a domain, from its XML (ours or libvirt's XMLDesc)."""
+    dom = ET.fromstring(xml_text)
+    memory = dom.find("memory")
+    factor = {"KiB": 1 / 1024, "MiB": 1, "GiB": 1024}.get(memory.get("unit", "KiB"), 1 / 1024)
+    disk = dom.find("devices/disk/source")
+    owner = dom.find(f"metadata/{{{METADATA_NS}}}guest")
+    return {
+        "name": dom.findtext("name"),
+        "type": dom.get("type"),
+        "memory": int(int(memory.text) * factor),
+        "vcpus": int(dom.findtext("vcpu")),
+        "disk": None if disk is None else (disk.get("dev") or disk.get("file")),
+        "networks": [[nic.find("source").get("bridge"), nic.find("mac").get("address")]
+                     for nic in dom.findall("devices/interface")],
+        "description": dom.findtext("description") or "",
+        "owner": None if owner is None else owner.get("cluster"),
+    }

@@ -184,3 +184,12 @@ def test_parse_cmap_on_real_output(cfg):
     expected = corosync.expected_cmap(cfg)
     differ = sorted(k for k, v in expected.items() if running.get(k) != v)
     assert differ == ["totem.crypto_cipher", "totem.token"]
+
+
+def test_domain_summary_equals_libvirts_own_xml(cfg):
+    # libvirt adds currentMemory, clock, placement, KiB units, ...: the summary compares
+    # only what the formula decides (captured: XMLDesc of the rendered domain, test driver)
+    text = (pathlib.Path(__file__).parents[1] / "data/libvirt/fileserver-xmldesc-inactive.xml").read_text()
+    assert "currentMemory" in text and "unit='KiB'" in text
+    assert libvirt.summary(text) == libvirt.summary(libvirt.render(cfg, cfg["guests"]["fileserver"]))
+    assert libvirt.summary(text)["owner"] == "trashnet"

@@ -202,17 +202,45 @@ def render(outdir, node=None, concern=None):
     return {"outdir": outdir, "node": node or __opts__["id"], "files": written}
 
 
-def _write_atomic(target, content, mode):
+def _write_atomic(target, content, mode, durable=False):
+    """Replace ``target`` by ``content`` atomically; ``durable``: also on disk before this
+    returns, so that a power cut (a fenced node is powered off) leaves the old file or the
+    new one, never an empty or lost file."""
     fd, tmp = tempfile.mkstemp(dir=os.path.dirname(target), prefix=".trash-")
     try:
         os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as handle:
             handle.write(content)
+            if durable:
+                handle.flush()
+                os.fsync(handle.fileno())
         os.replace(tmp, target)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+    if durable:
+        _fsync_dir(os.path.dirname(target))
+
+
+def _makedirs_durable(path):
+    """os.makedirs, each new directory's entry made durable in its parent."""
+    missing = []
+    while not os.path.isdir(path):
+        missing.append(path)
+        path = os.path.dirname(path)
+    for directory in reversed(missing):
+        os.makedirs(directory, exist_ok=True)
+        _fsync_dir(os.path.dirname(directory))
+
+
+def _fsync_dir(path):
+    """Make a rename or a new entry in directory ``path`` durable."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _read(path):
@@ -399,8 +427,9 @@ def manage_files(concern, test=False, root=None):
                 "comment": "; ".join([f"would update {len(pending)} {concern} files{removing}"]
                                      + notes)}
     for spec, target in pending:
-        os.makedirs(os.path.dirname(target), exist_ok=True)
-        _write_atomic(target, spec.content, int(spec.mode, 8))
+        _makedirs_durable(os.path.dirname(target))
+        # durable: a node fenced (powered off) right after an apply keeps its files
+        _write_atomic(target, spec.content, int(spec.mode, 8), durable=True)
         os.chown(target, 0, 0)
     for target in stale.values():
         os.unlink(target)

@@ -72,6 +72,17 @@ def signature(device, offset=None, size=None):
 
         salt-call trash_storage.signature /dev/sda7
     """
+    return _content(_probe(device, offset, size))
+
+
+def _content(found):
+    # on a partition device blkid also reports the partition's entry in its disk's table
+    # (PART_ENTRY_*): where the partition is, not what it holds
+    return {k: v for k, v in found.items() if not k.startswith("PART_ENTRY_")}
+
+
+def _probe(device, offset=None, size=None):
+    """Everything ``blkid -p`` reports, the partition entry (PART_ENTRY_*) included."""
     cmd = ["blkid", "-p", "-o", "export"]
     if offset is not None:
         cmd += ["--offset", str(offset), "--size", str(size)]
@@ -311,7 +322,8 @@ def mounts(test=False, fstab="/etc/fstab"):
     for number, fs, mount in _storage.mounts(want):
         device = _storage.partition_device(want.disk, number)
         exists = os.path.exists(device)
-        found = signature(device) if exists else {}
+        probed = _probe(device) if exists else {}
+        found = _content(probed)
         if test and not found and (exists or number in later):
             # test mode of a whole apply: the earlier states make the filesystem first
             wanted.append((number, fs, mount, {device}))
@@ -325,8 +337,8 @@ def mounts(test=False, fstab="/etc/fstab"):
         names = {device, os.path.realpath(device), f"UUID={found['UUID']}",
                  f"/dev/disk/by-uuid/{found['UUID']}"}
         for key, prefix in (("PART_ENTRY_UUID", "PARTUUID="), ("LABEL", "LABEL=")):
-            if found.get(key):
-                names.add(prefix + found[key])
+            if probed.get(key):
+                names.add(prefix + probed[key])
         names |= {e.spec for e in entries if e.spec.startswith("/") and _rdev(e.spec) == rdev}
         wanted.append((number, fs, mount, names))
         devices[number] = (device, rdev, found["UUID"])
@@ -395,9 +407,17 @@ def _append(path, text, lines):
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(new)
+            handle.flush()
+            os.fsync(handle.fileno())
         os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+    # durable before the mounts are reported done: a power cut must not lose the entries
+    dirfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(dirfd)
+    finally:
+        os.close(dirfd)

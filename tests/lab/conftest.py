@@ -36,3 +36,9 @@ def lab():
     yield tlab
     if started and not os.environ.get("TRASHLAB_KEEP"):
         tlab.down()
+
+
+def pytest_collection_modifyitems(config, items):
+    # the converged lab last: test_lab.py configures the interfaces by hand, which
+    # networkd and the firewall of a converged lab would fight
+    items.sort(key=lambda item: item.fspath.basename == "test_converge.py")

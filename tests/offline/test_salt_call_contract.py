@@ -111,3 +111,36 @@ def test_a_minion_that_is_no_node_renders_nothing(tmp_path):
     assert "'node3' is not a cluster node" in proc.stderr
     assert not saltcli.has_traceback(proc)
     assert not outdir.exists()
+
+
+# the services the formula starts on a live node (trash_root /), and the files they follow
+SERVICES = {"trash-chrony-running": ("chrony", "trash-basics-files-managed"),
+            "trash-networkd-running": ("systemd-networkd", "trash-network-files-managed"),
+            "trash-firewall-loaded": ("nftables", "trash-firewall-files-managed"),
+            "trash-serial-link-running": ("trash-serial-link", "trash-serial-files-managed"),
+            "trash-corosync-running": ("corosync", None)}
+
+
+def test_services_are_started_only_on_a_live_node(tmp_path):
+    live = saltcli.salt_call("state.show_highstate", "--out=json")
+    assert live.returncode == 0, live.stderr
+    high = saltcli.local(live)
+    for sid, (service, files) in SERVICES.items():
+        args = {k: v for a in high[sid]["service"] if isinstance(a, dict) for k, v in a.items()}
+        assert args["name"] == service and args["enable"] is True, high[sid]
+        if files:
+            assert args["watch"] == [{"trash": files}], high[sid]
+    # nftables and networkd are reloaded, never restarted (a restart flushes every table)
+    for sid in ("trash-firewall-loaded", "trash-networkd-running"):
+        assert {"reload": True} in high[sid]["service"]
+    config = saltcli.write_config(tmp_path / "config", tmp_path / "cache",
+                                  trash_root=tmp_path / "root")
+    image = saltcli.salt_call("state.show_highstate", "--out=json", config_dir=config)
+    assert image.returncode == 0, image.stderr
+    assert not set(SERVICES) & set(saltcli.local(image))
+
+
+@pytest.mark.parametrize("node", NODES)
+def test_the_lab_pillar_is_valid(node):
+    proc = saltcli.salt_call("trash.validate", "--out=json", node=node, pillar_root="lab/pillar")
+    assert saltcli.local(proc) == {"valid": True}, proc.stdout + proc.stderr

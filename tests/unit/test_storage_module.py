@@ -124,3 +124,30 @@ def test_a_matching_table_needs_no_command_that_writes(storage_mod):
     assert result == {"result": True, "changes": {},
                       "comment": "the partitions of /dev/sda match the pillar (1, 2, 4, 5, 6, 7, 8)"}
     assert mod.tools.writes == []
+
+
+# blkid -p on a fresh partition of the lab's /dev/vdb (a real capture): a partition device
+# always reports its entry in the disk's table, which says nothing about its content
+FRESH_PARTITION = """DEVNAME=/dev/vdb5
+PART_ENTRY_SCHEME=gpt
+PART_ENTRY_UUID=b5bb1d37-5f07-9648-9fab-74cbe3806e1a
+PART_ENTRY_TYPE=0fc63daf-8483-4772-8e79-3d69d8477de4
+PART_ENTRY_NUMBER=5
+PART_ENTRY_OFFSET=2048
+PART_ENTRY_SIZE=1048576
+PART_ENTRY_DISK=254:16
+"""
+
+
+def test_the_partition_entry_is_not_a_signature(storage_mod):
+    mod = storage_mod("gpt-full", "gpt-full")
+    answers = {"fresh": FRESH_PARTITION,
+               "ext4": FRESH_PARTITION + "UUID=64792e98-e4a3-4428-8311-2d3958ed450c\n"
+                                         "TYPE=ext4\nUSAGE=filesystem\n"}
+    mod.__salt__["cmd.run_all"] = lambda cmd, **kw: {
+        "retcode": 0, "stdout": answers[cmd[-1]], "stderr": ""}
+    assert mod.signature("fresh") == {}
+    assert mod.signature("ext4") == {"UUID": "64792e98-e4a3-4428-8311-2d3958ed450c",
+                                     "TYPE": "ext4", "USAGE": "filesystem"}
+    # the mounts still accept an fstab entry by PARTUUID=
+    assert mod._probe("ext4")["PART_ENTRY_UUID"] == "b5bb1d37-5f07-9648-9fab-74cbe3806e1a"

@@ -3,3 +3,10 @@
 trash-basics-files-managed:
   trash.files_managed:
     - concern: basics
+{#- Starting and reloading services is a live action: not when the files go to another
+    root (an image build, a test). #}
+{%- if salt['config.get']('trash_root', '/') == '/' %}
+
+include:
+  - trash.basics.service
+{%- endif %}

@@ -3,3 +3,10 @@
 trash-firewall-files-managed:
   trash.files_managed:
     - concern: firewall
+{#- Starting and reloading services is a live action: not when the files go to another
+    root (an image build, a test). #}
+{%- if salt['config.get']('trash_root', '/') == '/' %}
+
+include:
+  - trash.firewall.service
+{%- endif %}

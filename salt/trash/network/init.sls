@@ -4,3 +4,10 @@
 trash-network-files-managed:
   trash.files_managed:
     - concern: network
+{#- Starting and reloading services is a live action: not when the files go to another
+    root (an image build, a test). #}
+{%- if salt['config.get']('trash_root', '/') == '/' %}
+
+include:
+  - trash.network.service
+{%- endif %}

@@ -1,0 +1,11 @@
+# Debian's nftables.service loads /etc/nftables.conf at boot; a changed file is loaded
+# with its reload (nft -f: the file replaces table inet trash atomically), never with a
+# restart, whose stop flushes every table. A live action: firewall/init.sls includes
+# this file only when trash_root is /.
+trash-firewall-loaded:
+  service.running:
+    - name: nftables
+    - enable: True
+    - reload: True
+    - watch:
+      - trash: trash-firewall-files-managed

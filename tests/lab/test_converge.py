@@ -1,0 +1,182 @@
+"""The lab converged by Salt (lab/trashlab converge): the formula and lab/pillar pushed into
+both guests, `salt-call --local state.apply` on both at once. Storage, DRBD metadata, the
+managed files and the services (networkd, nftables, chrony, pppd, corosync) are checked
+from inside the guests; then a cable drill. Runs after test_lab.py (tests/lab/conftest.py
+orders it last): those tests configure the interfaces by hand."""
+
+import json
+import pathlib
+import re
+import sys
+import time
+
+import pytest
+import yaml
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "_utils"))
+
+from tlab import converge  # noqa: E402
+from trashlib import corosync  # noqa: E402
+
+NODES = ("node1", "node2")
+PILLAR = yaml.safe_load((ROOT / "lab/pillar/trash/cluster.sls").read_text())["trash"]
+LINKS = ("backchannel", "storage", "serial")  # knet link 0, 1, 2 (the default order)
+NODEID = {"node1": 1, "node2": 2}
+
+
+def ok(lab, node, cmd, timeout=120):
+    r = lab.run(node, cmd, timeout=timeout)
+    assert r.returncode == 0, f"{node}: {cmd}: exit {r.returncode}\n{r.stdout}\n{r.stderr}"
+    return r.stdout
+
+
+def wait_for(what, probe, timeout=240, every=2):
+    """Poll probe() until it returns something true; fail with its last answer."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = probe()
+        if last and last[0]:
+            return last
+        time.sleep(every)
+    pytest.fail(f"not within {timeout} s: {what}; last seen: {last}")
+
+
+def links_seen(lab, node):
+    """{zone: state} of the links to the peer as corosync on ``node`` reports them."""
+    r = lab.run(node, "corosync-cfgtool -s", timeout=60)
+    if r.returncode != 0:
+        return None, r.stdout + r.stderr
+    peer = NODEID["node2" if node == "node1" else "node1"]
+    parsed = corosync.parse_links(r.stdout)
+    return {LINKS[n]: link["peers"].get(peer) for n, link in parsed["links"].items()}, r.stdout
+
+
+def say(*a):
+    print(*a, file=sys.stderr, flush=True)
+
+
+@pytest.fixture(scope="module")
+def first(lab):
+    results = converge.converge(NODES)
+    say("\n" + "\n".join(converge.summary(results)))
+    return results
+
+
+@pytest.fixture(scope="module")
+def second(first):
+    results = converge.converge(NODES)
+    say("\n" + "\n".join(converge.summary(results)))
+    return results
+
+
+def test_first_converge_has_no_failed_state(first):
+    for node, res in first.items():
+        assert not res["error"], f"{node}: {res['error']}"
+        assert not converge.failed(res), "\n".join(converge.summary({node: res}))
+        ids = {s["id"] for s in res["states"]}
+        # every concern the lab converges ran (the Pacemaker push is excluded on purpose)
+        assert {"trash-storage-mounted", "trash-drbd-metadata-created",
+                "trash-corosync-running", "trash-serial-link-running", "trash-networkd-running",
+                "trash-firewall-loaded", "trash-chrony-running"} <= ids
+        assert not ids & set(converge.EXCLUDE)
+
+
+def test_second_converge_changes_nothing(second):
+    for node, res in second.items():
+        assert not res["error"], f"{node}: {res['error']}"
+        changed = [s for s in res["states"] if s["changes"] or s["result"] is not True]
+        assert not changed, "\n".join(converge.summary({node: res}))
+
+
+@pytest.mark.parametrize("node", NODES)
+def test_raid_disk_has_the_pillar_partitions_and_local_is_mounted(lab, first, node):
+    table = json.loads(ok(lab, node, "sfdisk --json /dev/vdb"))["partitiontable"]
+    assert table["label"] == "gpt"
+    sizes = {int(p["node"].removeprefix("/dev/vdb")): p["size"] * table.get("sectorsize", 512)
+             for p in table["partitions"]}
+    want = {n: int(spec["size"][:-1]) << 20 for n, spec in PILLAR["storage"]["partitions"].items()}
+    assert sizes == want
+    mount = ok(lab, node, "findmnt -no SOURCE,FSTYPE /local && awk '$2 == \"/local\"' /etc/fstab | wc -l")
+    assert mount.split() == ["/dev/vdb5", "ext4", "1"]
+
+
+@pytest.mark.parametrize("node", NODES)
+def test_drbd_metadata_on_the_mirror_partitions(lab, first, node):
+    for name, res in sorted(PILLAR["drbd"]["resources"].items()):
+        dev = f"/dev/vdb{res['partition']}"
+        out = ok(lab, node, f"drbdmeta {res['minor']} v08 {dev} internal dump-md")
+        assert re.search(r'^version "v08";$', out, re.M), f"{name}: {out[:300]}"
+
+
+def test_corosync_quorate_over_all_three_links(lab, first):
+    wait_for("node1 sees node2 connected on the back-channel, storage and serial links",
+             lambda: (lambda s: (s[0] == dict.fromkeys(LINKS, "connected"), s))(
+                 links_seen(lab, "node1")))
+    for node in NODES:
+        out = ok(lab, node, "corosync-quorumtool -s")
+        quorum = corosync.parse_quorum(out)
+        assert quorum["quorate"], out
+        assert sorted(name for _, name in quorum["members"]) == list(NODES), out
+    # link 2 is pppd over the null-modem cable
+    assert "10.10.5.1" in ok(lab, "node1", "ip -4 -o addr show dev ppp0")
+
+
+@pytest.mark.parametrize("node", NODES)
+def test_firewall_is_loaded(lab, first, node):
+    out = ok(lab, node, "nft list table inet trash")
+    assert "policy drop" in out
+
+
+def _status(node):
+    return converge.call(node, "trash.status")
+
+
+def test_status_reports_corosync_healthy(lab, first):
+    wait_for("all links connected", lambda: (lambda s: (
+        s[0] == dict.fromkeys(LINKS, "connected"), s))(links_seen(lab, "node1")))
+    for node in NODES:
+        st = _status(node)
+        findings = st["findings"]
+        assert any("Pacemaker is not running" in f for f in findings), st
+        others = [f for f in findings if "Pacemaker" not in f]
+        assert not others, st
+
+
+def test_pulled_backchannel_keeps_membership_over_storage_and_serial(lab, first):
+    lab.set_link("node1", "eth2", False)
+    try:
+        wait_for("node1's corosync sees the back-channel down and the other links up",
+                 lambda: (lambda s: (s[0] == {"backchannel": "disconnected",
+                                              "storage": "connected",
+                                              "serial": "connected"}, s))(
+                     links_seen(lab, "node1")), timeout=180)
+        quorum = corosync.parse_quorum(ok(lab, "node1", "corosync-quorumtool -s"))
+        assert quorum["quorate"] and len(quorum["members"]) == 2, quorum
+        st = _status("node1")
+        assert any("heartbeat link(s) to node2 down: backchannel; up: storage, serial" in f
+                   for f in st["findings"]), st
+    finally:
+        lab.set_link("node1", "eth2", True)
+    wait_for("node1's corosync sees every link connected again",
+             lambda: (lambda s: (s[0] == dict.fromkeys(LINKS, "connected"), s))(
+                 links_seen(lab, "node1")), timeout=180)
+
+
+def test_a_converged_node_comes_back_converged_after_a_power_cycle(lab, first):
+    """What the formula enabled (networkd, nftables, chrony, pppd, corosync) and put into
+    fstab comes back at boot: node1 rejoins over all three links, and a converge of it
+    changes nothing."""
+    lab.power_off("node1")
+    lab.power_on("node1")
+    lab.wait_ready(["node1"], timeout=600)
+    wait_for("node1's corosync sees every link to node2 connected after its boot",
+             lambda: (lambda s: (s[0] == dict.fromkeys(LINKS, "connected"), s))(
+                 links_seen(lab, "node1")), timeout=240)
+    assert ok(lab, "node1", "findmnt -no SOURCE /local").strip() == "/dev/vdb5"
+    res = converge.converge(("node1",))["node1"]
+    say("\n" + "\n".join(converge.summary({"node1": res})))
+    assert not res["error"], res["error"]
+    changed = [s for s in res["states"] if s["changes"] or s["result"] is not True]
+    assert not changed, json.dumps(changed, indent=1)

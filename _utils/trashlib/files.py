@@ -45,6 +45,7 @@ def plan(cfg, node):
     out += [
         FileSpec(serial.PEER_FILE, serial.peer_options(cfg, node).encode(), "serial"),
         FileSpec(serial.UNIT_FILE, serial.unit(cfg).encode(), "serial"),
+        FileSpec(serial.COROSYNC_DROPIN, serial.corosync_dropin(cfg, node).encode(), "serial"),
         FileSpec("/etc/corosync/corosync.conf", corosync.conf(cfg).encode(), "cluster",
                  check="corosync"),
         FileSpec("/etc/corosync/authkey", corosync.authkey(cfg), "cluster", "0400", secret=True),

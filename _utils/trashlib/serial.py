@@ -8,6 +8,9 @@ import ipaddress
 
 PEER_FILE = "/etc/ppp/peers/trash-serial"
 UNIT_FILE = "/etc/systemd/system/trash-serial-link.service"
+COROSYNC_DROPIN = "/etc/systemd/system/corosync.service.d/trash-serial-link.conf"
+# how long corosync waits at start for the serial link's address
+ADDRESS_WAIT = 30
 
 
 def peer_options(cfg, node):
@@ -50,4 +53,28 @@ def unit(cfg):
         "",
         "[Install]",
         "WantedBy=multi-user.target",
+        ""])
+
+
+def corosync_dropin(cfg, node):
+    """corosync waits (bounded) for the serial link's address before it starts.
+
+    corosync binds each knet link to its address once, at start: started before pppd
+    has negotiated, it would run without the serial link until its next restart.
+    """
+    address = cfg["nodes"][node]["ip"]["serial"]
+    # $$ is a literal $ for systemd, which expands $NAME itself
+    wait = (f"for i in $$(seq {ADDRESS_WAIT}); do ip -o -4 addr show | grep -q 'inet {address}[ /]' "
+            f"&& exit 0; sleep 1; done; echo 'trash: serial link address {address} not up after "
+            f"{ADDRESS_WAIT} s, corosync starts without it' >&2")
+    return "\n".join([
+        "# Managed by Salt (trash.serial). Local changes are overwritten.",
+        "# corosync binds each knet link to its address once, at start: wait for the serial",
+        "# link's address (bounded, so that a broken cable never keeps the cluster down).",
+        "[Unit]",
+        "Wants=trash-serial-link.service",
+        "After=trash-serial-link.service",
+        "",
+        "[Service]",
+        f'ExecStartPre=/bin/sh -c "{wait}"',
         ""])

@@ -193,3 +193,12 @@ def test_domain_summary_equals_libvirts_own_xml(cfg):
     assert "currentMemory" in text and "unit='KiB'" in text
     assert libvirt.summary(text) == libvirt.summary(libvirt.render(cfg, cfg["guests"]["fileserver"]))
     assert libvirt.summary(text)["owner"] == "trashnet"
+
+
+def test_corosync_waits_for_the_serial_links_address(cfg):
+    from trashlib import serial
+
+    text = serial.corosync_dropin(cfg, "node2")
+    assert "After=trash-serial-link.service" in text
+    start = next(line for line in text.splitlines() if line.startswith("ExecStartPre="))
+    assert "grep -q 'inet 10.10.5.2[ /]'" in start and "seq 30" in start

@@ -25,6 +25,9 @@ MIRROR = os.environ.get("TRASHLAB_MIRROR", "http://deb.debian.org/debian")
 SUITE = "bookworm"
 SALT = "salt==3008.4"              # as pinned in requirements.txt
 SALT_VENV = "/opt/saltstack/venv"  # salt-call, salt-minion, salt-master symlinked into /usr/local/bin
+# Also in Salt's venv, for the formula's modules in the nodes: pyghmi (trash_bmc) and
+# libvirt-python (trash_guests), at the versions requirements.txt pins (see pinned()).
+SALT_VENV_EXTRAS = ("pyghmi", "libvirt-python")
 ROOT_SIZE = "8G"                   # sparse: the qcow2 holds only what is used
 
 # What the cluster needs (REQUIREMENTS.md, DESIGN.md), plus the lab's own plumbing.
@@ -112,6 +115,14 @@ ExecStart=-/sbin/agetty --autologin root --keep-baud 115200,57600,38400,9600 - $
 }
 
 
+def pinned(name):
+    """``name==version`` as requirements.txt pins it (the wheel cache may hold others)."""
+    for line in REQUIREMENTS.read_text().splitlines():
+        if line.split("==")[0].strip().lower() == name.lower():
+            return line.strip()
+    raise RuntimeError(f"{name} is not pinned in {REQUIREMENTS}")
+
+
 def cache_dir():
     return pathlib.Path(os.environ.get("TRASHLAB_CACHE", "/var/cache/trashlab"))
 
@@ -195,7 +206,8 @@ class Builder:
         self.step("disk image", self.disk)
         self.times["total"] = round(time.monotonic() - t0, 1)
         (self.work / "out" / "manifest.json").write_text(json.dumps(
-            {"key": self.key, "packages": PACKAGES, "salt": SALT, "times": self.times,
+            {"key": self.key, "packages": PACKAGES, "salt": SALT,
+             "salt_venv_extras": [pinned(n) for n in SALT_VENV_EXTRAS], "times": self.times,
              "kernel": self.kver}, indent=1))
         self.final.parent.mkdir(parents=True, exist_ok=True)
         shutil.rmtree(self.final, ignore_errors=True)
@@ -244,12 +256,17 @@ class Builder:
         py = REPO / ".venv/bin/python"
         py = str(py) if py.exists() else sys.executable
         cons = ["-c", str(REQUIREMENTS)] if REQUIREMENTS.exists() else []
+        # libvirt-python has no wheel on PyPI: pip builds it here (gcc, pkg-config and
+        # libvirt-dev on the host: bin/setup installs them) against Debian 12's libvirt,
+        # which the image has too
+        extras = [pinned(name) for name in SALT_VENV_EXTRAS]
         self.run(["nice", "-n", "10", py, "-m", "pip", "wheel", "-q",
-                  "--disable-pip-version-check", "-w", str(wheels), *cons, SALT])
+                  "--disable-pip-version-check", "-w", str(wheels), *cons, SALT, *extras])
         self.chroot(
             f"python3 -m venv {SALT_VENV}\n"
             f"{SALT_VENV}/bin/pip install -q --disable-pip-version-check --no-index "
-            f"--find-links /mnt/wheels {SALT}\n"
+            f"--find-links /mnt/wheels {SALT} {' '.join(extras)}\n"
+            f"{SALT_VENV}/bin/python -c 'import pyghmi.ipmi.command, libvirt'\n"
             "for b in salt salt-call salt-minion salt-master salt-key salt-run; do\n"
             f"  ln -sf {SALT_VENV}/bin/$b /usr/local/bin/$b\n"
             "done\n",

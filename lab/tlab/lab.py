@@ -116,6 +116,94 @@ def netns_exists():
     return pathlib.Path(f"/run/netns/{NETNS}").exists()
 
 
+# -- BMCs (tlab/bmc.py) -----------------------------------------------------------------
+# One per machine, in the namespace, on the address the peer's eth4 reaches, port 623;
+# credentials from lab/pillar. A BMC outlives its machine's power (stop/start); `down`
+# stops it. It runs under the project's .venv (pyghmi), not the python running trashlab.
+BMC_PORT = 623
+
+
+def bmc_address(node):
+    """Where node's BMC listens: the address on the tap of its PEER's eth4."""
+    return BMC_ADDRESS[PEER[node]].split("/")[0]
+
+
+def _venv_python():
+    py = image.REPO / ".venv/bin/python"
+    return str(py) if py.exists() else sys.executable
+
+
+def bmc_pid(node):
+    """The pid of this lab's BMC of node, or None (pid file, checked by command line)."""
+    try:
+        pid = int((RUN / f"{node}-bmc.pid").read_text())
+        joined = pathlib.Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, ValueError):
+        return None
+    want = b"\0".join([b"tlab.bmc", b"serve", b"--lab", node.encode(), b"--run",
+                       str(RUN).encode(), b""])
+    return pid if want in joined else None
+
+
+def start_bmc(node, timeout=30):
+    """Start node's BMC (if it is not running) and wait until it listens."""
+    if bmc_pid(node):
+        return
+    log = logs_dir() / f"{node}-bmc.log"
+    logs_dir().mkdir(parents=True, exist_ok=True)
+    offset = log.stat().st_size if log.exists() else 0
+    argv = ["ip", "netns", "exec", NETNS, _venv_python(), "-m", "tlab.bmc", "serve",
+            "--lab", node, "--run", str(RUN), "--log", str(log)]
+    with open(log, "ab") as err:  # standard error too: a traceback would land there
+        proc = subprocess.Popen(argv, cwd=image.HERE.parent, stdin=subprocess.DEVNULL,
+                                stdout=err, stderr=err, start_new_session=True)
+    (RUN / f"{node}-bmc.pid").write_text(str(proc.pid))  # `ip netns exec` execs: same pid
+    ready, text = f"listening on {bmc_address(node)}:{BMC_PORT}", ""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with open(log, "rb") as f:
+            f.seek(offset)
+            text = f.read().decode(errors="replace")
+        if ready in text:
+            return
+        if proc.poll() is not None:
+            break
+        time.sleep(0.2)
+    stop_bmc(node)
+    raise LabError(f"{node}'s BMC did not start (log {log}):\n{text[-2000:]}")
+
+
+def stop_bmc(node, timeout=10):
+    """Stop node's BMC (by its pid, checked by its command line)."""
+    pid = bmc_pid(node)
+    if pid:
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while bmc_pid(node) == pid and time.monotonic() < deadline:
+            _reap(pid)
+            time.sleep(0.1)
+        if bmc_pid(node) == pid:
+            os.kill(pid, signal.SIGKILL)
+            while bmc_pid(node) == pid and time.monotonic() < deadline + 5:
+                _reap(pid)
+                time.sleep(0.1)
+    (RUN / f"{node}-bmc.pid").unlink(missing_ok=True)
+
+
+def _reap(pid):
+    try:  # our child when this process started it (a zombie keeps its pid otherwise)
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+
+
+def bmc_client(node, action="status"):
+    """Ask node's BMC from inside the namespace with the project's IPMI client
+    (trashlib.bmc); prints its answer, returns the exit code."""
+    return subprocess.run(["ip", "netns", "exec", NETNS, _venv_python(), "-m", "tlab.bmc",
+                           "client", node, action], cwd=image.HERE.parent).returncode
+
+
 # -- network ----------------------------------------------------------------------------
 def make_network():
     if netns_exists():
@@ -185,7 +273,7 @@ def qemu_argv(node, img):
     a += ["-chardev", f"socket,id=qga,path={run}/{node}.qga,server=on,wait=off",
           "-device", "virtio-serial-pci,addr=0x6",
           "-device", "virtserialport,chardev=qga,name=org.qemu.guest_agent.0"]
-    # QEMU's monitors: power and cable events for the drills, the BMCs later
+    # QEMU's monitors: power and cable events for the drills; QMP also for the BMCs
     a += ["-qmp", f"unix:{run}/{node}.qmp,server=on,wait=off",
           "-monitor", f"unix:{run}/{node}.monitor,server=on,wait=off"]
     return a
@@ -361,6 +449,8 @@ def up(timeout=600):
 def _up(timeout):
     if is_up():
         say("trashlab: the lab is up already")
+        for node in NODES:  # a lab started before the BMCs existed gets them now
+            start_bmc(node)
         return
     if netns_exists() or any(qemu_pid(n) for n in NODES) or RUN.exists():
         say("trashlab: cleaning up a half-made lab first")
@@ -376,6 +466,8 @@ def _up(timeout):
         for node in NODES:
             create_disks(node, img)
             start(node, img)
+        for node in NODES:
+            start_bmc(node)
         took = wait_ready(NODES, timeout=timeout)
     except BaseException:
         say("trashlab: up failed, tearing down")
@@ -386,7 +478,8 @@ def _up(timeout):
 
 
 def stop(node, timeout=20):
-    """Power a node off hard (QEMU quits; its disks stay)."""
+    """Power a node off hard (QEMU quits; its disks stay). Its BMC keeps running, as a
+    real BMC does: IPMI power-on starts the machine again (lab.start)."""
     pid = qemu_pid(node)
     if not pid:
         return
@@ -413,6 +506,8 @@ def down():
 
 def _down():
     for node in NODES:
+        stop_bmc(node)  # first: a BMC told to power on would start its QEMU again
+    for node in NODES:
         stop(node)
     remove_network()
     shutil.rmtree(RUN, ignore_errors=True)
@@ -429,6 +524,10 @@ def status():
         print(f"{node}: {'up' if pid else 'down'}"
               f"{f' pid {pid}' if pid else ''}"
               f"{', agent reachable' if reach else (', agent NOT reachable' if pid else '')}")
+    for node in NODES:
+        bpid = bmc_pid(node)
+        print(f"{node} BMC {bmc_address(node)}:{BMC_PORT}: "
+              f"{f'running, pid {bpid}' if bpid else 'not running'}")
     print(f"namespace {NETNS}: {'present' if netns_exists() else 'absent'}")
     return rows
 

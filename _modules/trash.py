@@ -22,6 +22,7 @@ import re
 import shutil
 import sys
 import tempfile
+import time
 import xml.etree.ElementTree as _et
 
 import salt.utils.files
@@ -36,6 +37,7 @@ for _name in [n for n in sys.modules if n == "trashlib" or n.startswith("trashli
 try:
     from trashlib import cib as _cib
     from trashlib import corosync as _corosync
+    from trashlib import drbd as _drbd
     from trashlib import files as _files
     from trashlib import model as _model
     from trashlib import network as _network
@@ -540,7 +542,42 @@ def _tool(cmd, env=None, what=None):
     return res["stdout"]
 
 
-def cib_apply(test=False, cib_file=None):
+def _has_fencing(conf):
+    return conf is not None and conf.find("resources//primitive[@class='stonith']") is not None
+
+
+def _wait_for_members(cfg, wait):
+    """Wait until Pacemaker runs on every node and the CIB can be read; its text.
+
+    The first configuration brings the fence devices: pushed while a node's Pacemaker
+    is not up yet, the cluster would fence that node at once (startup fencing)."""
+    deadline, said, missing = time.monotonic() + wait, 0.0, cfg["cluster"]["nodes"]
+    while True:
+        res = __salt__["cmd.run_all"](["crm_mon", "--one-shot", "--output-as", "xml"],
+                                      python_shell=False, ignore_retcode=True,
+                                      output_loglevel="quiet")
+        if res["retcode"] == 0:
+            try:
+                online = _pcmk.parse_status(res["stdout"]).online
+            except _pcmk.ParseError:
+                online = frozenset()
+            missing = [n for n in cfg["cluster"]["nodes"] if n not in online]
+            if not missing:
+                return
+        now = time.monotonic()
+        if now >= deadline:
+            raise CommandExecutionError(
+                f"Pacemaker is not online on {', '.join(missing)} after {wait} s. The first "
+                "configuration brings the fence devices, and a node whose Pacemaker is not "
+                "up then would be fenced at once: start Pacemaker on every node (apply the "
+                "state there), then apply again; nothing was changed")
+        if now - said >= 30:
+            log.info("trash: waiting for Pacemaker on %s", ", ".join(missing))
+            said = now
+        time.sleep(3)
+
+
+def cib_apply(test=False, cib_file=None, wait=0):
     """
     Bring the Pacemaker configuration to the rendered CIB: resources, constraints,
     resource defaults and the cluster properties this formula sets.
@@ -557,16 +594,34 @@ def cib_apply(test=False, cib_file=None):
 
         salt-call trash.cib_apply test=True
         salt-call trash.cib_apply test=True cib_file=/tmp/production-cib.xml
+
+    ``wait``: while the live configuration has no fence device yet, wait up to that many
+    seconds for Pacemaker to be online on every node before pushing (a node that is not
+    would be fenced on sight); 0 refuses at once instead.
     """
     cfg = _load()
     env, cib_file = _cib_env(cib_file)
-    try:
-        live_text = _tool(["cibadmin", "--query"], env, "cibadmin --query")
-    except CommandExecutionError as exc:
-        raise CommandExecutionError(
-            f"cannot read the Pacemaker configuration; is the cluster running on this node? "
-            f"({exc})") from None
-    live = _et.fromstring(live_text)
+
+    def query():
+        try:
+            return _et.fromstring(_tool(["cibadmin", "--query"], env, "cibadmin --query"))
+        except CommandExecutionError as exc:
+            raise CommandExecutionError(
+                f"cannot read the Pacemaker configuration; is the cluster running on this "
+                f"node? ({exc})") from None
+
+    if cib_file or test:
+        live = query()
+    else:
+        try:
+            live = query()
+        except CommandExecutionError:
+            if not wait:
+                raise
+            live = None  # Pacemaker is starting: its CIB comes with the members
+        if live is None or not _has_fencing(live.find("configuration")):
+            _wait_for_members(cfg, wait)
+            live = query()
     desired = _et.fromstring(_cib.render(cfg).split("\n", 1)[1])
     live_conf, desired_conf = live.find("configuration"), desired.find("configuration")
     merged = _merged_configuration(live_conf, desired_conf)
@@ -733,8 +788,27 @@ def status():
     for concern in _files.CONCERNS:
         changes = manage_files(concern, test=True).get("changes", {})
         drift[concern] = sorted(changes)
-    result = _status.assess(cfg, node, links, quorum, pacemaker, drift)
+    drbd = None
+    try:
+        # trash_proc_drbd: another node's /proc/drbd, as trash_cib_file stands in for its CIB
+        with open(__opts__.get("trash_proc_drbd", "/proc/drbd"), encoding="utf-8") as f:
+            drbd = _drbd.parse_proc_drbd(f.read())
+    except OSError:
+        drbd = {} if cfg["drbd"]["resources"] else None  # no module loaded: every mirror down
+    bmcs = None
+    if "trash_bmc.status" in __salt__:
+        try:
+            bmcs = __salt__["trash_bmc.status"](timeout=5)
+        except CommandExecutionError:
+            bmcs = None
+    result = _status.assess(cfg, node, links, quorum, pacemaker, drift, drbd, bmcs)
     result = {"node": node, **result}
+    if drbd is not None:
+        result["mirrors"] = {
+            name: _drbd.describe(drbd.get(res["minor"]))
+            for name, res in sorted(cfg["drbd"]["resources"].items())}
+    if bmcs is not None:
+        result["fencing"] = {target: e["state"] for target, e in bmcs.items()}
     if pacemaker is not None:
         result["guests"] = {
             name: sorted(pacemaker.running_on(_cib.guest_id(name))) or "stopped"

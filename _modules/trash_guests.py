@@ -53,7 +53,10 @@ def defined(test=False, uri=None):
     """
     Define this node's /local guests in libvirt, update a definition that differs from
     the pillar (memory, vCPUs, disk, networks, ...; a running guest takes it at its next
-    start), and set autostart. Guests that left the pillar are reported, never removed.
+    start), and set autostart. A guest defined here for the first time is started at
+    once (libvirt autostarts it at every later boot); one that exists is never started
+    or stopped: a stopped guest may be stopped on purpose. Guests that left the pillar
+    are reported, never removed.
 
     CLI Example:
 
@@ -120,6 +123,9 @@ def defined(test=False, uri=None):
                 dom = conn.defineXML(xml) if xml else conn.lookupByName(name)
                 if autostart and not dom.autostart():
                     dom.setAutostart(1)
+                if changes[name].get("old", ()) is None and not dom.isActive():
+                    dom.create()
+                    changes[name]["new"]["running"] = True
             except libvirt.libvirtError as exc:
                 return {"result": False, "changes": {n: changes[n] for n, _, _ in actions
                                                       if n < name},

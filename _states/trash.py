@@ -61,19 +61,20 @@ def files_managed(name, concern):
     return _translate(name, "trash.manage_files", concern=concern)
 
 
-def pacemaker_configured(name):
+def pacemaker_configured(name, wait=900):
     """
     Bring the Pacemaker configuration (resources, constraints, defaults, the cluster
     properties this formula sets) to the rendered CIB. In test mode the changes name
     the predicted transition: what would start, stop, move, promote, and whom the
-    cluster would fence.
+    cluster would fence. The first configuration (the one that brings the fence
+    devices) waits up to ``wait`` seconds for every node to be online in Pacemaker.
 
     .. code-block:: yaml
 
         trash-pacemaker-configured:
           trash.pacemaker_configured: []
     """
-    return _translate(name, "trash.cib_apply")
+    return _translate(name, "trash.cib_apply", wait=wait)
 
 
 def drbd_metadata(name):
@@ -87,6 +88,20 @@ def drbd_metadata(name):
           trash.drbd_metadata: []
     """
     return _translate(name, "trash_drbd.metadata")
+
+
+def drbd_initial_sync(name, timeout=600):
+    """
+    Give every new mirror its first UpToDate copy, once: on the node named by
+    ``trash:drbd:initial_sync_source``, and only while neither side has held data;
+    the other node brings its new resources up as the sync target.
+
+    .. code-block:: yaml
+
+        trash-drbd-initial-sync:
+          trash.drbd_initial_sync: []
+    """
+    return _translate(name, "trash_drbd.initial_sync", timeout=timeout)
 
 
 def corosync_reloaded(name):
@@ -153,3 +168,17 @@ def guests_defined(name):
           trash.guests_defined: []
     """
     return _translate(name, "trash_guests.defined")
+
+
+def guest_disks(name):
+    """
+    Create the guests' disks this node lacks: each cluster guest's logical volume where its
+    volume group is active, each /local guest's sparse image; never shrink, grow or remove
+    one. Test mode shows what would be created, with sizes.
+
+    .. code-block:: yaml
+
+        trash-guest-disks-created:
+          trash.guest_disks: []
+    """
+    return _translate(name, "trash_disks.disks")

@@ -34,6 +34,12 @@ def _ops(parent, owner, ops):
                       interval=interval, **extra)
 
 
+def _timeouts(**seconds):
+    """Operations with the timeouts the agents' metadata recommends: without them every
+    start and stop gets Pacemaker's 20 s, which LVM-activate under load already misses."""
+    return [(name, "0s", {"timeout": f"{value}s"}) for name, value in seconds.items()]
+
+
 def _primitive(parent, rid, klass, agent, params=(), ops=(), meta=(), provider=None):
     attrs = {"id": rid, "class": klass, "type": agent}
     if provider:
@@ -130,10 +136,12 @@ def build(cfg):
     interleave = [("interleave", "true")]
     dlm = _clone(rsc, "dlm-clone", interleave + [("ordered", "true")])
     _primitive(dlm, "dlm", "ocf", "controld", provider="pacemaker",
-               ops=[("monitor", "30s", {"timeout": "60s", "on-fail": "fence"})])
+               ops=_timeouts(start=90, stop=100)
+               + [("monitor", "30s", {"timeout": "60s", "on-fail": "fence"})])
     lvm = _clone(rsc, "lvmlockd-clone", interleave)
     _primitive(lvm, "lvmlockd", "ocf", "lvmlockd", provider="heartbeat",
-               ops=[("monitor", "30s", {"timeout": "90s", "on-fail": "fence"})])
+               ops=_timeouts(start=90, stop=90)
+               + [("monitor", "30s", {"timeout": "90s", "on-fail": "fence"})])
     _order(cons, "dlm-clone", "lvmlockd-clone")
     _colocate(cons, "lvmlockd-clone", "dlm-clone")
 
@@ -147,7 +155,8 @@ def build(cfg):
             ("notify", "true")])
         _primitive(clone, f"drbd-{name}", "ocf", "drbd", provider="linbit",
                    params=[("drbd_resource", name)],
-                   ops=[("monitor", "29s", {"role": "Promoted", "timeout": "60s"}),
+                   ops=_timeouts(start=240, stop=100, promote=90, demote=90, notify=90)
+                   + [("monitor", "29s", {"role": "Promoted", "timeout": "60s"}),
                         ("monitor", "31s", {"role": "Unpromoted", "timeout": "60s"})])
         if res["home"]:
             _location(cons, cid, res["home"], cl["home_preference"], role="Promoted")
@@ -158,7 +167,8 @@ def build(cfg):
     _primitive(fs, "shared-fs", "ocf", "Filesystem", provider="heartbeat",
                params=[("device", shared_res["device"]), ("directory", sh["mountpoint"]),
                        ("fstype", sh["fstype"]), ("options", sh["options"])],
-               ops=[("monitor", "20s", {"timeout": "40s", "on-fail": "fence"})])
+               ops=_timeouts(start=60, stop=60)
+               + [("monitor", "20s", {"timeout": "40s", "on-fail": "fence"})])
     shared_clone = drbd_clone_id(sh["drbd"])
     _order(cons, shared_clone, "shared-fs-clone", first_action="promote")
     _colocate(cons, "shared-fs-clone", shared_clone, with_role="Promoted")
@@ -171,7 +181,7 @@ def build(cfg):
         _primitive(rsc, rid, "ocf", "LVM-activate", provider="heartbeat",
                    params=[("vgname", name), ("vg_access_mode", "lvmlockd"),
                            ("activation_mode", "exclusive")],
-                   ops=[("monitor", "30s", {"timeout": "90s"})])
+                   ops=_timeouts(start=90, stop=90) + [("monitor", "30s", {"timeout": "90s"})])
         mirror = drbd_clone_id(vg["drbd"])
         _order(cons, mirror, rid, first_action="promote")
         _colocate(cons, rid, mirror, with_role="Promoted")
@@ -183,11 +193,19 @@ def build(cfg):
         if g["storage"] != "cluster":
             continue
         rid = guest_id(name)
-        _primitive(rsc, rid, "ocf", "VirtualDomain", provider="heartbeat",
-                   params=[("config", g["xml"]), ("hypervisor", "qemu:///system")],
-                   meta=[("allow-migrate", "false")],
-                   ops=[("start", "0s", {"timeout": "180s"}), ("stop", "0s", {"timeout": "180s"}),
-                        ("monitor", "30s", {"timeout": "60s"})])
+        prim = _primitive(rsc, rid, "ocf", "VirtualDomain", provider="heartbeat",
+                          # the agent would write the utilization into the CIB itself, on
+                          # every start: a configuration that never stays as rendered
+                          params=[("config", g["xml"]), ("hypervisor", "qemu:///system"),
+                                  ("autoset_utilization_cpu", "false"),
+                                  ("autoset_utilization_hv_memory", "false"),
+                                  ("autoset_utilization_host_memory", "false"),
+                                  ("force_stop", "true" if g["stop"] == "destroy" else "false")],
+                          meta=[("allow-migrate", "false")],
+                          ops=[("start", "0s", {"timeout": "180s"}),
+                               ("stop", "0s", {"timeout": "180s"}),
+                               ("monitor", "30s", {"timeout": "60s"})])
+        _nvset(prim, "utilization", rid, [("cpu", g["vcpus"]), ("hv_memory", g["memory"])])
         _order(cons, vg_id(g["vg"]), rid)
         _order(cons, "shared-fs-clone", rid)
         _colocate(cons, rid, "shared-fs-clone")

@@ -84,3 +84,73 @@ def event_handler():
         "    resource=\"${DRBD_RESOURCE:-}\" minor=\"${DRBD_MINOR:-}\" \\",
         "    peer=\"${DRBD_PEER:-${DRBD_PEER_ADDRESS:-}}\" >/dev/null 2>&1",
         ""])
+
+
+# -- LVM on DRBD ---------------------------------------------------------------------------
+LVMLOCAL = "/etc/lvm/lvmlocal.conf"
+
+
+def lvmlocal():
+    """/etc/lvm/lvmlocal.conf: lvmlockd for the shared volume groups, and LVM looking at
+    DRBD devices only. The volume groups live on /dev/drbdN, whose backing partitions
+    carry the same PV signatures: scanned there too (under any of their /dev/disk
+    aliases), LVM would see every PV twice. The nodes keep no other LVM (R17)."""
+    return "\n".join([
+        "# Managed by Salt (trash.drbd). Local changes are overwritten.",
+        "global {",
+        "    use_lvmlockd = 1",
+        "}",
+        "devices {",
+        '    global_filter = [ "a|^/dev/drbd[0-9]+$|", "r|.*|" ]',
+        "}",
+        "local {",
+        "}",
+        ""])
+
+
+# -- observed state ------------------------------------------------------------------------
+# drbdmeta/drbdadm get-gi: current:bitmap:history1:history2:flags... ; a resource whose
+# metadata was just created has current UUID 4 (UUID_JUST_CREATED) and nothing else
+JUST_CREATED = "0000000000000004"
+
+
+def parse_gi(text):
+    """The generation identifiers of `drbdadm get-gi` / `drbdmeta ... get-gi`."""
+    fields = text.strip().splitlines()[-1].split(":") if text.strip() else []
+    if len(fields) < 4 or not all(len(f) == 16 for f in fields[:4]):
+        raise ValueError(f"not DRBD generation identifiers: {text.strip()!r}")
+    return {"current": fields[0], "bitmap": fields[1], "history": fields[2:4]}
+
+
+def never_synced(gi):
+    """True when this side has never held UpToDate data: metadata as created, no history."""
+    zero = "0" * 16
+    return gi["current"] == JUST_CREATED and gi["bitmap"] == zero and \
+        gi["history"] == [zero, zero]
+
+
+def parse_proc_drbd(text):
+    """/proc/drbd (DRBD 8.4): {minor: {"cs", "ro": (local, peer), "ds": (local, peer),
+    "sync": percent or None}}."""
+    out, last = {}, None
+    for line in text.splitlines():
+        head = line.strip().split()
+        if head and head[0].endswith(":") and head[0][:-1].isdigit():
+            last = int(head[0][:-1])
+            fields = dict(f.split(":", 1) for f in head[1:] if ":" in f)
+            if "cs" not in fields:  # an unconfigured minor
+                out[last] = {"cs": "Unconfigured", "ro": None, "ds": None, "sync": None}
+                continue
+            out[last] = {"cs": fields["cs"], "ro": tuple(fields.get("ro", "/").split("/")),
+                         "ds": tuple(fields.get("ds", "/").split("/")), "sync": None}
+        elif last is not None and "sync'ed:" in line:
+            out[last]["sync"] = float(line.split("sync'ed:")[1].split("%")[0])
+    return out
+
+
+def describe(state):
+    """One line for a resource's /proc/drbd entry: connection, roles, disks (local/peer)."""
+    if not state or state["cs"] == "Unconfigured":
+        return "down"
+    line = f"{state['cs']} {'/'.join(state['ro'])} {'/'.join(state['ds'])}"
+    return line + (f" {state['sync']:.1f}%" if state["sync"] is not None else "")

@@ -468,7 +468,10 @@ def _check_drbd(chk, cfg, nodes):
     p = "trash:drbd"
     dr = cfg["drbd"]
     chk.keys(dr, p, {"version", "protocol", "resync_rate", "after_sb_0pri", "after_sb_1pri",
-                     "after_sb_2pri", "resources", "shared_secret"})
+                     "after_sb_2pri", "resources", "shared_secret", "initial_sync_source"})
+    source = dr.get("initial_sync_source")
+    if source is not None and not _known(source, nodes):
+        chk.err(f"{p}:initial_sync_source", f"{source!r} is not a member of trash:nodes")
     if str(dr.get("version")) not in ("8.4", "9"):
         chk.err(f"{p}:version", f"{dr.get('version')!r} must be \"8.4\" or \"9\"")
     if dr.get("protocol") not in ("A", "B", "C"):
@@ -578,7 +581,7 @@ def _check_guests(chk, cfg, nodes, bridges):
     defaults = cfg["guest_defaults"]
     chk.keys(defaults, "trash:guest_defaults", {"vcpus", "memory", "disk_size", "storage",
                                                 "failover", "networks", "description",
-                                                "domain_type"})
+                                                "domain_type", "stop"})
     guests = chk.typed(cfg["guests"], "trash:guests", dict) or {}
     vgs = cfg["volume_groups"] if isinstance(cfg["volume_groups"], dict) else {}
     homes = {vg.get("home") for vg in vgs.values()
@@ -613,6 +616,8 @@ def _check_guests(chk, cfg, nodes, bridges):
                                   f"cluster storage")
         if g.get("domain_type") not in ("kvm", "qemu"):
             chk.err(f"{gp}:domain_type", f"{g.get('domain_type')!r} must be kvm or qemu")
+        if g.get("stop") not in ("shutdown", "destroy"):
+            chk.err(f"{gp}:stop", f"{g.get('stop')!r} must be shutdown or destroy")
         nets = chk.typed(g.get("networks"), f"{gp}:networks", list)
         for i, net in enumerate(nets or ()):
             if not _known(net, bridges):

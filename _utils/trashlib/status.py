@@ -70,9 +70,52 @@ def _pacemaker(cfg, node, status):
     return out
 
 
-def assess(cfg, node, links=None, quorum=None, pacemaker=None, drift=None):
+def _drbd(cfg, node, proc):
+    """Findings about this node's mirrors from /proc/drbd (parsed): down, not replicating,
+    no good data here, a resync under way."""
+    if proc is None:
+        return []
+    out = []
+    peer = cfg["nodes"][node]["peer"]
+    for name, res in sorted(cfg["drbd"]["resources"].items()):
+        st = proc.get(res["minor"])
+        if st is None or st["cs"] == "Unconfigured":
+            out.append((FAILED, f"{name} is down on {node}: its guests and filesystems "
+                                "cannot run here"))
+            continue
+        local, remote = st["ds"]
+        if st["cs"] == "StandAlone":
+            out.append((FAILED, f"{name} is StandAlone: {node} refuses to talk to {peer} "
+                                "(split brain or incompatible data); nothing replicates until "
+                                "a person decides which side to discard"))
+        elif st["cs"] in ("SyncSource", "SyncTarget"):
+            progress = f" ({st['sync']:.0f}%)" if st["sync"] is not None else ""
+            out.append((DEGRADED, f"{name} resynchronising{progress}: "
+                                  f"{'to' if st['cs'] == 'SyncSource' else 'from'} {peer}"))
+        elif st["cs"] != "Connected":
+            out.append((DEGRADED, f"{name} is {st['cs']}: not replicating to {peer} "
+                                  f"(peer data {remote})"))
+        if local not in ("UpToDate",) and st["cs"] not in ("SyncTarget",):
+            out.append((FAILED if local in ("Diskless", "Failed") else DEGRADED,
+                        f"{name} data on {node} is {local}: it cannot be promoted here"))
+    return out
+
+
+def _fencing(cfg, node, bmcs):
+    """Findings about the BMCs this node fences through: fencing that cannot work."""
+    out = []
+    for target, entry in sorted((bmcs or {}).items()):
+        if entry.get("state") == "unreachable":
+            out.append((FAILED, f"cannot fence {target}: its BMC {entry['address']} is "
+                                f"unreachable ({entry.get('reason', 'no answer')})"))
+    return out
+
+
+def assess(cfg, node, links=None, quorum=None, pacemaker=None, drift=None, drbd=None,
+           bmcs=None):
     """{"verdict", "findings": [lines, worst first]} for ``node``."""
-    findings = _corosync(cfg, node, links, quorum) + _pacemaker(cfg, node, pacemaker)
+    findings = _corosync(cfg, node, links, quorum) + _pacemaker(cfg, node, pacemaker) + \
+        _drbd(cfg, node, drbd) + _fencing(cfg, node, bmcs)
     for concern, paths in sorted((drift or {}).items()):
         if paths:
             findings.append((DEGRADED, f"{concern} files differ from the pillar: "
@@ -81,4 +124,5 @@ def assess(cfg, node, links=None, quorum=None, pacemaker=None, drift=None):
     verdict = findings[0][0] if findings else OK
     return {"verdict": verdict,
             "findings": [f"{level}: {text}" for level, text in findings] or
-                        ["ok: members, links, resources and configuration as the pillar says"]}
+                        ["ok: members, links, mirrors, fencing, resources and configuration as the "
+                         "pillar says"]}

@@ -18,9 +18,8 @@ GUEST_DIR = "/srv/trash"
 # what a node needs for `salt-call --local` from a checkout (etc/salt/minion's relative
 # paths: file_roots salt, module_dirs .); the pillar is the lab's
 PARTS = ("salt", "_modules", "_states", "_beacons", "_utils", "etc/salt/minion", "lab/pillar")
-# States not applied in the lab yet, and why. Pushing the CIB needs a running Pacemaker,
-# and no state starts Pacemaker yet (nor DLM, GFS2, the VGs, the guests).
-EXCLUDE = {"trash-pacemaker-configured": "no state starts Pacemaker yet"}
+# States not applied in the lab yet, and why.
+EXCLUDE = {}
 TIMEOUT = 1500  # s for one state.apply in a TCG guest
 
 

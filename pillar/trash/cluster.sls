@@ -64,6 +64,9 @@ trash:
       8: {size: 800G, drbd: mirror2}
 
   drbd:
+    # a new cluster's mirrors get their first copy from node1's (empty) side, once,
+    # while neither side has held data; afterwards the key changes nothing
+    initial_sync_source: node1
     resources:
       # mirror 0: shared storage, GFS2 on /shared on both nodes
       mirror0: {minor: 0, port: 7788, partition: 6, dual_primary: true}

@@ -41,6 +41,9 @@ def test_define_update_converge_and_never_remove(conn, example_pillar):
     assert first["result"] is True and first["changes"]["ns1"]["new"]["memory"] == 512
     dom = conn.lookupByName("ns1")
     assert dom.autostart() == 1
+    # defined for the first time: started at once (libvirt autostarts it from now on)
+    assert dom.isActive() and first["changes"]["ns1"]["new"]["running"] is True
+    dom.destroy()  # stopped on purpose: a later run leaves it stopped
     # libvirt's own XML, as it keeps it, says what the pillar says
     assert domains.summary(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))["owner"] == "trashnet"
     assert mod.defined(uri=URI)["changes"] == {}

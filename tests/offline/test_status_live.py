@@ -2,6 +2,7 @@
 
 import copy
 import os
+import pathlib
 import xml.etree.ElementTree as ET
 
 import crmsim
@@ -10,6 +11,9 @@ import pytest
 from corosync_pair import running_pair, wait
 from modload import run_all, trash_module
 from trashlib import cib, model
+
+# node1's mirrors as the lab's node1 had them under Pacemaker (a real capture)
+PROC_DRBD = pathlib.Path(__file__).resolve().parents[1] / "data/drbd/proc-node1-running.txt"
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces need root")
 
@@ -24,7 +28,7 @@ def node1(tmp_path, example_pillar, defaults):
     (tmp_path / "cib.xml").write_text(cluster.cib)
     with running_pair(cfg, tmp_path) as pair:
         mod = trash_module(example_pillar, "trash_status", trash_cib_file=str(tmp_path / "cib.xml"),
-                           trash_root=str(tmp_path / "root"))
+                           trash_root=str(tmp_path / "root"), trash_proc_drbd=str(PROC_DRBD))
         mod.__salt__["cmd.run_all"] = lambda cmd, **kw: run_all(
             ["ip", "netns", "exec", pair.ns["node1"], *cmd], **kw)
         for concern in mod._files.CONCERNS:
@@ -37,6 +41,9 @@ def test_healthy_cluster_is_ok(node1):
     result = mod.status()
     assert result["verdict"] == "ok", result["findings"]
     assert result["guests"] == {"fileserver": ["node1"], "shell2": ["node2"], "stinky": ["node1"]}
+    assert result["mirrors"] == {"mirror0": "Connected Primary/Primary UpToDate/UpToDate",
+                                 "mirror1": "Connected Primary/Secondary UpToDate/UpToDate",
+                                 "mirror2": "Connected Secondary/Primary UpToDate/UpToDate"}
 
 
 def test_a_cut_link_a_lost_peer_and_drift_are_reported(node1, tmp_path):

@@ -65,12 +65,13 @@ def test_pillar_valid_reports_render_time_problems(state):
 @pytest.mark.parametrize("state_fn, function", [
     ("pacemaker_configured", "trash.cib_apply"),
     ("drbd_metadata", "trash_drbd.metadata"),
+    ("drbd_initial_sync", "trash_drbd.initial_sync"),
 ])
 @pytest.mark.parametrize("test", [True, False])
 def test_live_states_pass_test_mode_and_translate(state, state_fn, function, test):
     calls = []
 
-    def answer(test):
+    def answer(test, **_options):
         calls.append(test)
         return {"result": None if test else True, "changes": {"x": {"old": 1, "new": 2}},
                 "comment": "planned" if test else "done"}

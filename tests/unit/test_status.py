@@ -100,3 +100,41 @@ def test_corosync_events_from_real_snapshots(cfg):
     assert ("membership", "node2", "member", "lost") in tags(both, lost)
     assert ("quorum", "quorum", "quorate", "not quorate") in tags(lost, alone)
     assert tags(both, down) == [("corosync", "corosync", "running", "stopped")]
+
+
+def drbd_proc(name):
+    from trashlib import drbd
+    return drbd.parse_proc_drbd(text(f"drbd/{name}.txt"))
+
+
+def test_mirrors_replicating_and_up_to_date_are_ok(cfg):
+    found = status.assess(cfg, "node1", links("both"), quorum("both"), None,
+                          drbd=drbd_proc("proc-node1-running"))["findings"]
+    assert not [f for f in found if "mirror" in f], found
+
+
+def test_a_resync_a_down_mirror_and_a_standalone_one_are_named(cfg):
+    proc = drbd_proc("proc-syncing")  # mirror0/1 SyncSource, mirror2 both Inconsistent
+    found = status.assess(cfg, "node1", links("both"), quorum("both"), None,
+                          drbd=proc)["findings"]
+    assert "degraded: mirror0 resynchronising (26%): to node2" in found
+    assert "degraded: mirror2 data on node1 is Inconsistent: it cannot be promoted here" in found
+    del proc[1]
+    proc[0] = dict(proc[0], cs="StandAlone", ds=("UpToDate", "DUnknown"), sync=None)
+    result = status.assess(cfg, "node1", links("both"), quorum("both"), None, drbd=proc)
+    assert result["verdict"] == "failed"
+    assert any(f.startswith("failed: mirror0 is StandAlone: node1 refuses to talk to node2")
+               for f in result["findings"])
+    assert ("failed: mirror1 is down on node1: its guests and filesystems cannot run here"
+            in result["findings"])
+
+
+def test_an_unreachable_bmc_means_fencing_cannot_work(cfg):
+    bmcs = {"node2": {"address": "10.10.4.2", "state": "unreachable",
+                      "reason": "no answer within 5 s"}}
+    result = status.assess(cfg, "node1", links("both"), quorum("both"), None, bmcs=bmcs)
+    assert ("failed: cannot fence node2: its BMC 10.10.4.2 is unreachable (no answer within 5 s)"
+            in result["findings"])
+    bmcs["node2"]["state"] = "on"
+    result = status.assess(cfg, "node1", links("both"), quorum("both"), None, bmcs=bmcs)
+    assert not any("fence" in f for f in result["findings"])

@@ -61,6 +61,9 @@ trash:
       8: {size: 384M, drbd: mirror2}
 
   drbd:
+    # a new cluster's mirrors get their first copy from node1's (empty) side, once,
+    # while neither side has held data; afterwards the key changes nothing
+    initial_sync_source: node1
     resources:
       mirror0: {minor: 0, port: 7788, partition: 6, dual_primary: true}
       mirror1: {minor: 1, port: 7789, partition: 7, home: node1}
@@ -76,6 +79,8 @@ trash:
 
   guest_defaults:
     domain_type: qemu
+    # the lab's guests are empty disks (no OS answers the power button): stopped at once
+    stop: destroy
     memory: 128
     disk_size: 64M
 

@@ -8,4 +8,5 @@ trash-drbd-files-managed:
 
 include:
   - trash.drbd.metadata
+  - trash.drbd.initial_sync
 {%- endif %}

@@ -49,6 +49,9 @@ def minion(cfg, node):
              f"id: {node}",
              "master:"]
     lines += [f"  - {m}" for m in masters]
-    # the beacons that report membership, quorum and heartbeat links (README, "Events")
-    lines += ["beacons:", "  trash_corosync:", f"    - interval: {cfg['salt']['beacon_interval']}"]
+    # the beacons that report membership, quorum, heartbeat links and the DRBD mirrors
+    # (README, "Events")
+    every = cfg["salt"]["beacon_interval"]
+    lines += ["beacons:", "  trash_corosync:", f"    - interval: {every}",
+              "  trash_drbd:", f"    - interval: {every}"]
     return "\n".join(lines) + "\n"

@@ -154,3 +154,26 @@ def describe(state):
         return "down"
     line = f"{state['cs']} {'/'.join(state['ro'])} {'/'.join(state['ds'])}"
     return line + (f" {state['sync']:.1f}%" if state["sync"] is not None else "")
+
+
+# what the DRBD beacon reports of each resource, and where in /proc/drbd it is
+WATCHED = {"connection": lambda st: st["cs"],
+           "role": lambda st: st["ro"][0] if st["ro"] else "Unconfigured",
+           "disk": lambda st: st["ds"][0] if st["ds"] else "Unconfigured",
+           "peer_disk": lambda st: st["ds"][1] if st["ds"] else "Unconfigured"}
+DOWN = {"cs": "Unconfigured", "ro": None, "ds": None, "sync": None}
+
+
+def events(cfg, last, now):
+    """Beacon events between two parsed /proc/drbd: one per resource and watched field
+    that changed, e.g. {"tag": "mirror1/connection", "subject": "mirror1",
+    "old": "Connected", "new": "WFConnection"}. Resync progress is not an event."""
+    out = []
+    for name, res in sorted(cfg["drbd"]["resources"].items()):
+        before = last.get(res["minor"], DOWN)
+        after = now.get(res["minor"], DOWN)
+        for field, read in WATCHED.items():
+            old, new = read(before), read(after)
+            if old != new:
+                out.append({"tag": f"{name}/{field}", "subject": name, "old": old, "new": new})
+    return out

@@ -282,7 +282,7 @@ def test_chrony_servers_and_the_peer(cfg):
 def test_minion_talks_to_every_master_on_the_back_channel(cfg):
     assert yaml.safe_load(basics.minion(cfg, "node2")) == {
         "id": "node2", "master": ["10.10.2.1", "10.10.2.2"],
-        "beacons": {"trash_corosync": [{"interval": 5}]}}
+        "beacons": {"trash_corosync": [{"interval": 5}], "trash_drbd": [{"interval": 5}]}}
     cfg["salt"]["masters"] = ["node2"]
     assert yaml.safe_load(basics.minion(cfg, "node1"))["master"] == ["10.10.2.2"]
 

@@ -28,6 +28,9 @@ import logging
 import os
 import re
 import smtplib
+import socket
+import subprocess
+import sys
 import tempfile
 import time
 import urllib.request
@@ -50,6 +53,8 @@ MAX_RATE_LIMIT = 86400
 SECRET_KEY = re.compile(r"password|passwd|passphrase|secret|authkey|credential|api_?key",
                         re.IGNORECASE)
 SEND_TIMEOUT = 10
+# the request-server port of a salt-master: open when the master runs
+MASTER_PORT = 4506
 
 
 def __virtual__():
@@ -57,6 +62,29 @@ def __virtual__():
 
 
 # --- pure helpers ---------------------------------------------------------------
+
+
+def _acting(trash, me, members, answers):
+    """(acts, why): whether the master on node ``me`` acts on an event.
+
+    Every node runs a master and every event reaches both (DESIGN.md §3): the first of
+    ``trash:salt:masters`` that is a cluster member seen from here (``members``: names,
+    or None when this node's corosync cannot say) and whose master ``answers(node)``
+    acts; the others stand by. A master outside the cluster acts alone, and a node that
+    cannot see its peer acts too: in a split both notify, never neither."""
+    nodes = trash.get("nodes") if isinstance(trash.get("nodes"), dict) else {}
+    masters = (trash.get("salt") or {}).get("masters", "all")
+    masters = sorted(nodes) if masters == "all" else list(masters or [])
+    if me not in masters:
+        return True, f"the master on {me or 'this host'} is not one of trash:salt:masters"
+    if members is None:
+        return True, f"corosync on {me} cannot say who is a member"
+    for node in masters:
+        if node == me:
+            return True, f"{me}'s master is the first one up"
+        if node in members and answers(node):
+            return False, f"{node}'s master acts ({node} is a member and its master answers)"
+    return True, f"{me}'s master is the first one up"
 
 
 def _is_member(minion, trash):
@@ -246,6 +274,37 @@ def _locked_state():
             os.replace(tmp, path)
 
 
+def _this_node():
+    """The cluster node this master runs on: master option ``trash_node``, else the
+    short host name."""
+    return __opts__.get("trash_node") or socket.gethostname().split(".")[0]
+
+
+def _members():
+    """Names of the cluster members seen by this node's corosync, or None."""
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "_utils"))
+    try:
+        from trashlib import corosync  # pylint: disable=import-outside-toplevel
+        out = subprocess.run(["corosync-quorumtool", "-s"], capture_output=True, text=True,
+                             timeout=10, check=False).stdout
+        members = {name for _, name in corosync.parse_quorum(out)["members"]}
+    except (ImportError, OSError, subprocess.SubprocessError, ValueError, KeyError):
+        return None
+    finally:
+        sys.path.pop(0)
+    return members or None
+
+
+def _master_answers(trash, node):
+    """Whether the salt-master on ``node`` accepts a connection on its back-channel address."""
+    try:
+        address = str(trash["nodes"][node]["addresses"]["backchannel"]).split("/")[0]
+        with socket.create_connection((address, MASTER_PORT), timeout=2):
+            return True
+    except (OSError, KeyError, TypeError):
+        return False
+
+
 def _send_email(message, cfg, secrets):
     mail = _email_message(message, cfg, secrets)
     with smtplib.SMTP(cfg["smtp_host"], int(cfg.get("smtp_port") or 25),
@@ -292,6 +351,10 @@ def notify(tag, data=None, minion=None):
     trash = pillar.get("trash") or {}
     if not _is_member(minion, trash):
         ret["skipped"] = f"{minion!r} is not a member of trash:nodes"
+        return ret
+    acts, why = _acting(trash, _this_node(), _members(), lambda n: _master_answers(trash, n))
+    if not acts:
+        ret["skipped"] = f"standing by: {why}"
         return ret
     notify_cfg = trash.get("notify") or {}
     wanted = _targets(notify_cfg)

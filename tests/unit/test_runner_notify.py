@@ -317,3 +317,39 @@ def test_a_single_recipient_as_a_string_is_one_address(runner):
     msg = runner._build_message("trash/x", "node1", {}, NOW, [])
     mail = runner._email_message(msg, {"to": "ops@trash.net", "from": "c@trash.net"}, [])
     assert mail["To"] == "ops@trash.net"
+
+
+# --- one acting master ----------------------------------------------------------
+
+
+def test_the_first_master_that_is_a_member_and_answers_acts(runner, example_pillar):
+    trash = example_pillar["trash"]  # salt:masters defaults to all nodes: node1, node2
+    up = {"node1", "node2"}
+    assert runner._acting(trash, "node1", up, lambda n: True) == (
+        True, "node1's master is the first one up")
+    acts, why = runner._acting(trash, "node2", up, lambda n: True)
+    assert acts is False and why == "node1's master acts (node1 is a member and its master answers)"
+    # node1 lost, or its master down: node2 acts
+    assert runner._acting(trash, "node2", {"node2"}, lambda n: True)[0] is True
+    assert runner._acting(trash, "node2", up, lambda n: False)[0] is True
+    # corosync cannot say (split, or not running): act rather than stay silent
+    assert runner._acting(trash, "node2", None, lambda n: True)[0] is True
+    # a master outside the cluster acts alone
+    assert runner._acting(trash, "mgmt", up, lambda n: True)[0] is True
+    trash["salt"] = {"masters": ["node2"]}
+    assert runner._acting(trash, "node2", up, lambda n: True)[0] is True
+    assert runner._acting(trash, "node1", up, lambda n: True)[0] is True  # not a master
+
+
+def test_a_standing_by_master_sends_nothing(tmp_path, example_pillar, monkeypatch):
+    runner = load_runner(tmp_path)
+    runner.__opts__["trash_node"] = "node2"
+    monkeypatch.setattr(runner, "_pillar", lambda minion: example_pillar)
+    monkeypatch.setattr(runner, "_members", lambda: {"node1", "node2"})
+    monkeypatch.setattr(runner, "_master_answers", lambda trash, node: node == "node1")
+    sent = []
+    monkeypatch.setitem(runner.SENDERS, "webhook", lambda *a: sent.append(a))
+    example_pillar["trash"]["notify"] = {"webhook": {"url": "http://127.0.0.1:9/"}}
+    ret = runner.notify("trash/drbd/split-brain", {"resource": "mirror0"}, "node1")
+    assert ret["skipped"] == ("standing by: node1's master acts (node1 is a member and its "
+                              "master answers)") and sent == []

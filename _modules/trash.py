@@ -610,8 +610,17 @@ def cib_apply(test=False, cib_file=None, wait=0):
                 f"cannot read the Pacemaker configuration; is the cluster running on this "
                 f"node? ({exc})") from None
 
-    if cib_file or test:
+    if cib_file:
         live = query()
+    elif test:
+        try:
+            live = query()
+        except CommandExecutionError:
+            # a dry run on a node whose Pacemaker the same apply would start
+            return {"result": None,
+                    "changes": {"pacemaker": {"old": None, "new": "/etc/trash/cib.xml"}},
+                    "comment": "Pacemaker is not running here yet: the rendered configuration "
+                               "is pushed once it runs on every node"}
     else:
         try:
             live = query()

@@ -362,8 +362,18 @@ def initial_sync(test=False, timeout=600):
     minors = {n: s["minor"] for n, s in devices.items()}
     up = {n: proc.get(s["minor"], {}).get("cs", "Unconfigured") != "Unconfigured"
           for n, s in devices.items()}
-    fresh = [n for n, spec in devices.items()
-             if _drbd.never_synced(_gi(n, spec, up[n], version))]
+    fresh = []
+    for name, spec in devices.items():
+        try:
+            gi = _gi(name, spec, up[name], version)
+        except CommandExecutionError:
+            if not test:
+                raise
+            # a dry run before the partitions and their metadata exist: they will be new
+            fresh.append(name)
+            continue
+        if _drbd.never_synced(gi):
+            fresh.append(name)
     unfinished = [n for n in _marked() if n in devices and n not in fresh]
     if not fresh and not unfinished:
         return {"result": True, "changes": {},

@@ -183,3 +183,13 @@ def test_a_failed_run_is_finished_by_the_next(drbd_mod):
     assert not again.tools.ran("drbdadm", "primary", "--force")
     assert [c[-1] for c in again.tools.ran("drbdadm", "primary")] == ["mirror1"]
     assert again.tools.ran("vgcreate", "--shared") and not again._marked()
+
+
+def test_a_dry_run_before_the_metadata_exists_plans_the_first_sync(drbd_mod):
+    mod = drbd_mod()
+    mod.__salt__["cmd.run_all"] = lambda cmd, **kw: {
+        "retcode": 255, "stdout": "", "stderr": "open(/dev/sda6) failed: No such file"}
+    ret = mod.initial_sync(test=True)
+    assert ret["result"] is None and set(ret["changes"]) == {"mirror0", "mirror1", "mirror2"}
+    with pytest.raises(mod.CommandExecutionError, match="generation identifiers of mirror0"):
+        mod.initial_sync()

@@ -164,3 +164,14 @@ def test_a_pillar_that_did_not_render_is_named(trash_mod, example_pillar, tmp_pa
     with pytest.raises(CommandExecutionError, match="did not render"):
         trash_mod.render(str(tmp_path / "out"))
     assert not (tmp_path / "out").exists()
+
+
+def test_cib_apply_dry_run_before_pacemaker_runs_plans_the_push(trash_mod, run_all):
+    run_all.return_value = {"retcode": 102, "stdout": "",
+                            "stderr": "Could not connect to the CIB: Transport endpoint is not connected"}
+    ret = trash_mod.cib_apply(test=True)
+    assert ret["result"] is None and ret["changes"] == {
+        "pacemaker": {"old": None, "new": "/etc/trash/cib.xml"}}
+    # for real, with nothing to wait for, it refuses and says why
+    with pytest.raises(trash_mod.CommandExecutionError, match="is the cluster running"):
+        trash_mod.cib_apply()

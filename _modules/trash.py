@@ -483,6 +483,48 @@ def network_plan(node=None, root=None):
     return dict(change, summary=_network.describe(change) or "no link is touched")
 
 
+def ifupdown_release(test=False):
+    """
+    Take the links networkd configures away from ifupdown: their ``auto``/``allow-*``
+    entries and ``iface`` stanzas leave /etc/network/interfaces (under ``trash_root``);
+    everything else stays, and the first version is kept as
+    /etc/network/interfaces.trash-orig. ifupdown's running configuration is left alone
+    (``ifdown`` would take the links down): the change counts from the next boot, and
+    until then networkd configures the links over what ifupdown set.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call trash.ifupdown_release test=True
+    """
+    cfg = _load()
+    node = _node(cfg)
+    path = os.path.join(__opts__.get("trash_root", "/"), _network.IFUPDOWN.lstrip("/"))
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except FileNotFoundError:
+        return {"result": True, "changes": {}, "comment": f"no {_network.IFUPDOWN}: no ifupdown"}
+    new, released = _network.release_ifupdown(text, _network.managed_links(cfg, node))
+    if not released:
+        return {"result": True, "changes": {},
+                "comment": "ifupdown configures none of the links networkd does"}
+    diff = "".join(difflib.unified_diff(text.splitlines(True), new.splitlines(True),
+                                        _network.IFUPDOWN, _network.IFUPDOWN))
+    changes = {_network.IFUPDOWN: {"released": released, "diff": diff}}
+    if test:
+        return {"result": None, "changes": changes,
+                "comment": f"would take {', '.join(released)} away from ifupdown"}
+    backup = path + ".trash-orig"
+    if not os.path.exists(backup):
+        _write_atomic(backup, text.encode(), 0o644, durable=True)
+    _write_atomic(path, new.encode(), os.stat(path).st_mode & 0o7777, durable=True)
+    return {"result": True, "changes": changes,
+            "comment": f"ifupdown no longer configures {', '.join(released)} (from the next "
+                       f"boot; the first version is {_network.IFUPDOWN}.trash-orig)"}
+
+
 # Sections of the Pacemaker configuration this formula owns. Everything else
 # (node entries, the properties Pacemaker adds itself such as dc-version) stays.
 _CIB_SECTIONS = ("resources", "constraints", "rsc_defaults")

@@ -182,3 +182,16 @@ def guest_disks(name):
           trash.guest_disks: []
     """
     return _translate(name, "trash_disks.disks")
+
+
+def ifupdown_released(name):
+    """
+    Take the links networkd configures away from /etc/network/interfaces (ifupdown),
+    keeping everything else; effective from the next boot.
+
+    .. code-block:: yaml
+
+        trash-ifupdown-released:
+          trash.ifupdown_released: []
+    """
+    return _translate(name, "trash.ifupdown_release")

@@ -157,3 +157,47 @@ def describe(change):
         parts.append(f"{', '.join(change['removed'])} no longer configured (delete them "
                      f"with networkctl delete)")
     return "; ".join(parts) or None
+
+
+# -- ifupdown ---------------------------------------------------------------------------
+IFUPDOWN = "/etc/network/interfaces"
+STANZAS = ("iface", "mapping", "auto", "source", "source-directory", "rename")
+
+
+def managed_links(cfg, node):
+    """Every link name networkd configures on ``node`` (interfaces, bonds, VLANs, bridges)."""
+    return sorted({name for text in files(cfg, node).values() for name in _links(text)})
+
+
+def release_ifupdown(text, managed):
+    """/etc/network/interfaces without what it says about the ``managed`` links: their
+    ``auto``/``allow-*`` entries and their ``iface`` stanzas (with the options under them,
+    aliases like eth0:1 too), so that ifupdown no longer configures what networkd does.
+    Everything else, comments included, stays. Returns (new text, [names released])."""
+    managed = set(managed)
+
+    def ours(name):
+        return name in managed or name.split(":")[0] in managed
+
+    out, released, skipping = [], [], False
+    for line in text.splitlines(keepends=True):
+        words = line.split()
+        first = words[0] if words else ""
+        starts = first in STANZAS or first.startswith("allow-")
+        if skipping and not starts and line.strip() and line[:1] in (" ", "\t"):
+            continue  # an option (or an indented comment) of the stanza being removed
+        skipping = False
+        if first == "iface" and len(words) > 1 and ours(words[1]):
+            skipping = True
+            released.append(words[1])
+            continue
+        if first == "auto" or first.startswith("allow-"):
+            keep = [w for w in words[1:] if not ours(w)]
+            gone = [w for w in words[1:] if ours(w)]
+            released += gone
+            if not keep:
+                continue
+            if gone:
+                line = " ".join([first, *keep]) + "\n"
+        out.append(line)
+    return "".join(out), sorted(set(released))

@@ -2,6 +2,7 @@
 /etc/hosts, chrony and the minion's masters; their pillar keys; the module's network note."""
 
 import copy
+import pathlib
 import re
 
 import pytest
@@ -342,3 +343,23 @@ def test_firewall_and_chrony_are_checked_by_their_tools(trash_mod, run_all):
     assert cmd[5].endswith("/etc/nftables.conf")
     trash_mod.manage_files("basics")
     assert run_all.call_args.args[0][:3] == ["chronyd", "-p", "-f"]
+
+
+IFUPDOWN = pathlib.Path(__file__).resolve().parents[1] / "data/ifupdown/interfaces"
+
+
+def test_ifupdown_keeps_only_what_networkd_does_not_configure(cfg):
+    managed = network.managed_links(cfg, "node1")
+    assert {"eth0", "eth1", "eth2", "eth3", "eth4", "vbr0", "eth3.1", "vbr1"} <= set(managed)
+    new, released = network.release_ifupdown(IFUPDOWN.read_text(), managed)
+    assert released == ["eth0", "eth1", "eth1:0"]
+    assert new == (
+        "# This file describes the network interfaces available on your system\n"
+        "# and how to activate them. For more information, see interfaces(5).\n\n"
+        "source /etc/network/interfaces.d/*\n\n"
+        "# The loopback network interface\nauto lo\niface lo inet loopback\n\n"
+        "# The primary network interface\n\n"
+        "auto eth5\n\n"
+        "# a management port the formula does not configure\niface eth5 inet dhcp\n")
+    # released once, nothing left to release
+    assert network.release_ifupdown(new, managed) == (new, [])

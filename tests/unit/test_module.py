@@ -175,3 +175,20 @@ def test_cib_apply_dry_run_before_pacemaker_runs_plans_the_push(trash_mod, run_a
     # for real, with nothing to wait for, it refuses and says why
     with pytest.raises(trash_mod.CommandExecutionError, match="is the cluster running"):
         trash_mod.cib_apply()
+
+
+def test_ifupdown_release_plans_then_releases_once_and_keeps_the_original(trash_mod, tmp_path):
+    import pathlib
+    source = pathlib.Path(__file__).resolve().parents[1] / "data/ifupdown/interfaces"
+    target = tmp_path / "root/etc/network/interfaces"
+    target.parent.mkdir(parents=True)
+    target.write_text(source.read_text())
+    planned = trash_mod.ifupdown_release(test=True)
+    assert planned["result"] is None and target.read_text() == source.read_text()
+    assert planned["changes"]["/etc/network/interfaces"]["released"] == ["eth0", "eth1", "eth1:0"]
+    done = trash_mod.ifupdown_release()
+    assert done["result"] is True and "iface eth0" not in target.read_text()
+    assert (target.parent / "interfaces.trash-orig").read_text() == source.read_text()
+    assert trash_mod.ifupdown_release() == {
+        "result": True, "changes": {},
+        "comment": "ifupdown configures none of the links networkd does"}

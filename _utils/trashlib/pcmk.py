@@ -81,10 +81,27 @@ class Instance:
 
 
 @dataclass(frozen=True)
+class Failure:
+    """A failed operation Pacemaker remembers (crm_mon's <failures>) until a cleanup."""
+
+    resource: str  # the primitive (a clone instance's id without ":n")
+    node: str
+    task: str      # start, stop, monitor, ...
+    exit: str      # e.g. "not installed", "error"; "Timed Out" for a timeout
+    reason: str
+    when: str
+
+    def describe(self):
+        why = f" ({self.reason})" if self.reason else ""
+        return f"{self.resource}: {self.task} failed on {self.node}: {self.exit}{why}, {self.when}"
+
+
+@dataclass(frozen=True)
 class ClusterStatus:
     nodes: tuple           # Node, in the tool's order
     instances: tuple       # Instance, in the tool's order
     attributes: tuple = () # (node, name, value) of the node attributes, when shown
+    failures: tuple = ()   # Failure: operations that failed and are not cleaned up
 
     def node(self, name):
         for node in self.nodes:
@@ -305,10 +322,19 @@ def _status(elem):
     for node in elem.findall("node_attributes/node"):
         attrs += [(node.get("name"), a.get("name"), a.get("value"))
                   for a in node.findall("attribute")]
+    failures = []
+    for f in elem.findall("failures/failure"):
+        op_key = f.get("op_key", "")
+        task = f.get("task", "")
+        resource = op_key[:op_key.rfind(f"_{task}_")] if f"_{task}_" in op_key else op_key
+        exit_ = "Timed Out" if f.get("status") == "Timed Out" else f.get("exitstatus", "")
+        failures.append(Failure(resource=base_id(resource), node=f.get("node"), task=task,
+                                exit=exit_, reason=f.get("exitreason", ""),
+                                when=f.get("last-rc-change", "")))
     return ClusterStatus(
         nodes=tuple(_node(n) for n in (nodes if nodes is not None else [])),
         instances=tuple(_instances(resources) if resources is not None else []),
-        attributes=tuple(attrs))
+        attributes=tuple(attrs), failures=tuple(failures))
 
 
 def _change(elem):

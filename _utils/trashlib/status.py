@@ -54,6 +54,11 @@ def _pacemaker(cfg, node, status):
             out.append((DEGRADED, f"{name} is in {'standby' if state.standby else 'maintenance'}"))
     for inst in status.failed():
         out.append((FAILED, f"{inst.resource} failed on {', '.join(inst.nodes) or 'no node'}"))
+    for failure in status.failures:
+        # remembered until cleaned up: it may keep the resource off that node
+        out.append((DEGRADED, f"{failure.describe()}; once the cause is fixed: "
+                              f"crm_resource --cleanup --resource {failure.resource} "
+                              f"--node {failure.node}"))
     for inst in status.instances:
         if inst.blocked or not inst.managed:
             out.append((DEGRADED, f"{inst.resource} is {'blocked' if inst.blocked else 'unmanaged'}"))

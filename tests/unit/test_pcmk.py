@@ -255,3 +255,14 @@ def test_graph_kinds_and_intervals():
 def test_graph_garbage_is_refused(text):
     with pytest.raises(pcmk.ParseError):
         pcmk.parse_graph(text)
+
+
+def test_failed_operations_are_read_until_cleaned_up():
+    text = (DATA / "crm_mon-start-failed.xml").read_text()
+    st = pcmk.parse_status(text)
+    assert st.failures == (pcmk.Failure(
+        resource="guest-fileserver", node="node1", task="start", exit="not installed",
+        reason="environment is invalid, resource considered stopped",
+        when="2026-11-27 04:54:30Z"),)
+    assert st.online == {"node1", "node2"}
+    assert pcmk.parse_status((DATA / "crm_mon-rejoined.xml").read_text()).failures == ()

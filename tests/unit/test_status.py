@@ -138,3 +138,11 @@ def test_an_unreachable_bmc_means_fencing_cannot_work(cfg):
     bmcs["node2"]["state"] = "on"
     result = status.assess(cfg, "node1", links("both"), quorum("both"), None, bmcs=bmcs)
     assert not any("fence" in f for f in result["findings"])
+
+
+def test_a_remembered_failure_is_named_with_its_cleanup(cfg):
+    st = pcmk.parse_status(text("pcmk/crm_mon-start-failed.xml"))
+    found = status.assess(cfg, "node1", links("both"), quorum("both"), st)["findings"]
+    assert ("degraded: guest-fileserver: start failed on node1: not installed (environment is "
+            "invalid, resource considered stopped), 2026-11-27 04:54:30Z; once the cause is "
+            "fixed: crm_resource --cleanup --resource guest-fileserver --node node1") in found

@@ -852,7 +852,14 @@ def status():
             bmcs = __salt__["trash_bmc.status"](timeout=5)
         except CommandExecutionError:
             bmcs = None
-    result = _status.assess(cfg, node, links, quorum, pacemaker, drift, drbd, bmcs)
+    local = None
+    if "trash_guests.running" in __salt__:
+        try:
+            local = __salt__["trash_guests.running"]()
+        except CommandExecutionError:
+            local = {n: "libvirtd unreachable" for n, g in cfg["guests"].items()
+                     if g["storage"] == "local" and g["home"] == node}
+    result = _status.assess(cfg, node, links, quorum, pacemaker, drift, drbd, bmcs, local)
     result = {"node": node, **result}
     if drbd is not None:
         result["mirrors"] = {
@@ -860,6 +867,8 @@ def status():
             for name, res in sorted(cfg["drbd"]["resources"].items())}
     if bmcs is not None:
         result["fencing"] = {target: e["state"] for target, e in bmcs.items()}
+    if local:
+        result["local guests"] = local
     if pacemaker is not None:
         result["guests"] = {
             name: sorted(pacemaker.running_on(_cib.guest_id(name))) or "stopped"

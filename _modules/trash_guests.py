@@ -134,3 +134,28 @@ def defined(test=False, uri=None):
                 "comment": "\n".join([f"defined or updated {', '.join(changes)}"] + notes)}
     finally:
         conn.close()
+
+
+def running(uri=None):
+    """
+    This node's /local guests and whether libvirt runs them: ``{name: "running" |
+    "stopped" | "not defined"}``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call trash_guests.running
+    """
+    cfg = __salt__["trash.config"]()
+    node = __opts__["id"]
+    wanted = sorted(n for n, g in cfg["guests"].items()
+                    if g["storage"] == "local" and g["home"] == node)
+    conn = _open(uri)
+    try:
+        domains = {dom.name(): dom for dom in conn.listAllDomains()}
+        return {name: ("not defined" if name not in domains else
+                       "running" if domains[name].isActive() else "stopped")
+                for name in wanted}
+    finally:
+        conn.close()

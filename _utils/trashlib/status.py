@@ -116,11 +116,19 @@ def _fencing(cfg, node, bmcs):
     return out
 
 
+def _local_guests(node, local):
+    """Findings about this node's /local guests ({name: state} from libvirt)."""
+    return [(DEGRADED, f"/local guest {name} is {state} on {node}"
+                       + (" (virsh start it; libvirt autostarts it at boot)"
+                          if state == "stopped" else ""))
+            for name, state in sorted((local or {}).items()) if state != "running"]
+
+
 def assess(cfg, node, links=None, quorum=None, pacemaker=None, drift=None, drbd=None,
-           bmcs=None):
+           bmcs=None, local=None):
     """{"verdict", "findings": [lines, worst first]} for ``node``."""
     findings = _corosync(cfg, node, links, quorum) + _pacemaker(cfg, node, pacemaker) + \
-        _drbd(cfg, node, drbd) + _fencing(cfg, node, bmcs)
+        _drbd(cfg, node, drbd) + _fencing(cfg, node, bmcs) + _local_guests(node, local)
     for concern, paths in sorted((drift or {}).items()):
         if paths:
             findings.append((DEGRADED, f"{concern} files differ from the pillar: "

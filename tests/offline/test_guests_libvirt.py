@@ -80,3 +80,12 @@ def test_a_foreign_domain_of_the_same_name_is_left_alone(conn, example_pillar):
 def test_only_this_nodes_local_guests(conn, example_pillar):
     result = guests_mod(example_pillar, node="node2").defined(test=True, uri=URI)
     assert list(result["changes"]) == ["knox"]
+
+
+def test_running_says_what_libvirt_runs(conn, example_pillar):
+    mod = guests_mod(example_pillar)
+    assert mod.running(uri=URI) == {"ns1": "not defined"}
+    mod.defined(uri=URI)
+    assert mod.running(uri=URI) == {"ns1": "running"}
+    conn.lookupByName("ns1").destroy()
+    assert mod.running(uri=URI) == {"ns1": "stopped"}

@@ -146,3 +146,11 @@ def test_a_remembered_failure_is_named_with_its_cleanup(cfg):
     assert ("degraded: guest-fileserver: start failed on node1: not installed (environment is "
             "invalid, resource considered stopped), 2026-11-27 04:54:30Z; once the cause is "
             "fixed: crm_resource --cleanup --resource guest-fileserver --node node1") in found
+
+
+def test_local_guests_not_running_are_named(cfg):
+    result = status.assess(cfg, "node1", links("both"), quorum("both"), None,
+                           local={"ns1": "stopped", "other": "running"})
+    assert ("degraded: /local guest ns1 is stopped on node1 (virsh start it; libvirt "
+            "autostarts it at boot)") in result["findings"]
+    assert not any("other" in f for f in result["findings"])

@@ -124,7 +124,10 @@ def build(cfg):
         rid = f"fence-{target}"
         params = [("ip", bmc["address"]), ("ipport", bmc["port"]), ("username", bmc["username"]),
                   ("password_script", f"cat {fence_secret_path(target)}"), ("lanplus", "1"),
-                  ("pcmk_host_list", target)]
+                  ("pcmk_host_list", target),
+                  # DLM asks for a reboot; a fenced node stays off all the same (R13): a
+                  # reboot of a node that is off already would power it on
+                  ("pcmk_reboot_action", "off")]
         if target == cl["priority_node"]:
             # the device that fences the priority node waits, so the priority node shoots first
             params.append(("pcmk_delay_base", f"{cl['fence_delay']}s"))

@@ -153,6 +153,7 @@ def load(pillar, defaults):
     _check_salt(chk, cfg, nodes)
     _check_firewall(chk, cfg)
     _check_ntp(chk, cfg)
+    _check_packages(chk, cfg)
     if chk.problems:
         raise PillarError(chk.problems)
     return _normalise(cfg)
@@ -694,6 +695,13 @@ def _check_firewall(chk, cfg):
         if spec.get("protocol") not in ("tcp", "udp"):
             chk.err(f"{ap}:protocol", f"{spec.get('protocol')!r} must be tcp or udp")
         _sources(chk, spec.get("sources"), f"{ap}:sources")
+
+
+def _check_packages(chk, cfg):
+    packages = chk.typed(cfg["packages"], "trash:packages", list)
+    for i, name in enumerate(packages or ()):
+        if not isinstance(name, str) or not re.match(r"^[a-z0-9][a-z0-9+.-]+$", name):
+            chk.err(f"trash:packages:{i}", f"{name!r} is not a Debian package name")
 
 
 def _check_ntp(chk, cfg):

@@ -18,8 +18,6 @@ GUEST_DIR = "/srv/trash"
 # what a node needs for `salt-call --local` from a checkout (etc/salt/minion's relative
 # paths: file_roots salt, module_dirs .); the pillar is the lab's
 PARTS = ("salt", "_modules", "_states", "_beacons", "_utils", "etc/salt/minion", "lab/pillar")
-# States not applied in the lab yet, and why.
-EXCLUDE = {}
 TIMEOUT = 1500  # s for one state.apply in a TCG guest
 
 
@@ -47,12 +45,9 @@ def push(nodes=lab.NODES):
 
 
 def command(node, test=False, function="state.apply"):
-    exclude = json.dumps([{"id": i} for i in EXCLUDE]) if function == "state.apply" else None
     argv = ["salt-call", "--local", f"--config-dir={GUEST_DIR}/etc/salt",
             f"--pillar-root={GUEST_DIR}/lab/pillar", f"--id={node}", "--out=json",
             "--log-level=quiet", function]
-    if exclude:
-        argv.append(f"exclude={exclude}")
     if test:
         argv.append("test=True")
     return f"cd {GUEST_DIR} && {shlex.join(argv)}"
@@ -121,10 +116,43 @@ def summary(results):
             first = s["comment"].strip().splitlines()[0] if s["comment"].strip() else ""
             mark = {True: "ok", False: "FAILED", None: "test"}[s["result"]]
             lines.append(f"   {s['id']:<36} {mark:<6} {len(s['changes']):>3}  {first[:110]}")
-    if EXCLUDE:
-        lines.append("excluded: " + "; ".join(f"{i} ({why})" for i, why in EXCLUDE.items()))
     return lines
 
 
 def ok(results):
     return all(not r["error"] and not failed(r) for r in results.values())
+
+
+def health(nodes=lab.NODES, wait=0, every=15, log=lab.say):
+    """trash.status of every node ({node: status}); with ``wait`` seconds, asked again
+    until every verdict is ok or the time is up (Pacemaker starts the guests minutes after
+    a first converge under TCG), saying what is still awaited."""
+    deadline = time.monotonic() + wait
+    while True:
+        answers = {}
+        for node in nodes:
+            try:
+                answers[node] = call(node, "trash.status", timeout=300)
+            except lab.LabError as exc:
+                answers[node] = {"node": node, "verdict": "failed", "findings": [str(exc)]}
+        if all(a.get("verdict") == "ok" for a in answers.values()) or time.monotonic() >= deadline:
+            return answers
+        pending = sorted({f for a in answers.values() for f in a.get("findings", [])
+                          if not f.startswith("ok")})
+        log(f"trashlab: waiting ({int(deadline - time.monotonic())} s left): "
+            + "; ".join(pending[:4]) + (" …" if len(pending) > 4 else ""))
+        time.sleep(every)
+
+
+def health_lines(answers):
+    """trash.status of each node as an administrator reads it."""
+    lines = []
+    for node, st in answers.items():
+        lines.append(f"== {node}: {st.get('verdict', '?').upper()}")
+        lines += [f"   {f}" for f in st.get("findings", [])]
+        for key in ("mirrors", "guests", "fencing"):
+            if st.get(key):
+                lines.append(f"   {key}: " + ", ".join(
+                    f"{k} {v if isinstance(v, str) else '+'.join(v)}"
+                    for k, v in st[key].items()))
+    return lines

@@ -30,21 +30,28 @@ SALT_VENV = "/opt/saltstack/venv"  # salt-call, salt-minion, salt-master symlink
 SALT_VENV_EXTRAS = ("pyghmi", "libvirt-python")
 ROOT_SIZE = "8G"                   # sparse: the qcow2 holds only what is used
 
-# What the cluster needs (REQUIREMENTS.md, DESIGN.md), plus the lab's own plumbing.
-PACKAGES = [
+# What the formula installs (trash:packages in salt/trash/defaults.yaml: the image has the
+# same, so the lab's state.apply finds them installed), plus the lab's own plumbing.
+DEFAULTS = REPO / "salt/trash/defaults.yaml"
+
+
+def formula_packages():
+    import yaml  # the host's: bin/setup installs python3-yaml
+    return yaml.safe_load(DEFAULTS.read_text())["trash"]["packages"]
+
+
+LAB_PACKAGES = [
     "linux-image-amd64",
-    "corosync", "pacemaker", "pacemaker-cli-utils",
-    "fence-agents", "python3-cffi-backend", "ipmitool",
-    "drbd-utils", "dlm-controld", "gfs2-utils", "lvm2", "lvm2-lockd",
-    "libvirt-daemon-system", "libvirt-clients", "libvirt-daemon-driver-qemu",
-    "qemu-system-x86", "qemu-utils",
-    "ppp", "nftables", "chrony", "iproute2", "iputils-ping", "bridge-utils",
-    "parted", "fdisk", "gdisk", "e2fsprogs", "tcpdump",
+    "iputils-ping", "bridge-utils", "parted", "gdisk", "tcpdump",
     "python3", "python3-venv",
     "dbus", "netbase", "kmod", "udev", "procps", "psmisc", "less", "ca-certificates",
     # the lab's plumbing: host->guest commands over virtio-serial; the initramfs's shell
     "qemu-guest-agent", "busybox-static",
 ]
+
+
+def all_packages():
+    return formula_packages() + LAB_PACKAGES
 
 # Enabled by their packages, started by the formula when it is time: not at the lab's boot
 # (each costs seconds of TCG, and a corosync with Debian's default config is not wanted).
@@ -131,6 +138,7 @@ def key():
     h = hashlib.sha256()
     h.update(pathlib.Path(__file__).read_bytes())
     h.update(REQUIREMENTS.read_bytes() if REQUIREMENTS.exists() else b"")
+    h.update(" ".join(all_packages()).encode())
     return h.hexdigest()[:16]
 
 
@@ -206,7 +214,7 @@ class Builder:
         self.step("disk image", self.disk)
         self.times["total"] = round(time.monotonic() - t0, 1)
         (self.work / "out" / "manifest.json").write_text(json.dumps(
-            {"key": self.key, "packages": PACKAGES, "salt": SALT,
+            {"key": self.key, "packages": all_packages(), "salt": SALT,
              "salt_venv_extras": [pinned(n) for n in SALT_VENV_EXTRAS], "times": self.times,
              "kernel": self.kver}, indent=1))
         self.final.parent.mkdir(parents=True, exist_ok=True)
@@ -247,7 +255,7 @@ class Builder:
             "ln -sf /bin/true /usr/sbin/update-initramfs\n"
             "apt-get update -q\n"
             "nice -n 10 apt-get install -y -q -o Dpkg::Options::=--force-confold "
-            + " ".join(PACKAGES) + "\n",
+            + " ".join(all_packages()) + "\n",
             binds=[(archives, "/var/cache/apt/archives")])
 
     def salt(self):

@@ -81,7 +81,12 @@ HOST_TOOLS = {"qemu-system-x86_64": "qemu-system-x86", "qemu-img": "qemu-utils",
 def ensure_host_tools():
     if os.geteuid() != 0:
         raise LabError("the lab needs root")
-    missing = sorted({pkg for tool, pkg in HOST_TOOLS.items() if not shutil.which(tool)})
+    missing = {pkg for tool, pkg in HOST_TOOLS.items() if not shutil.which(tool)}
+    try:
+        import yaml  # noqa: F401  (the image's package list is in salt/trash/defaults.yaml)
+    except ImportError:
+        missing.add("python3-yaml")
+    missing = sorted(missing)
     if missing:
         say(f"trashlab: installing host packages: {' '.join(missing)}")
         env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
@@ -306,6 +311,46 @@ power_on = start
 def set_link(node, iface, up):
     """Plug (up=True) or pull (False) the cable of a node's interface, e.g. "eth1"."""
     qmp(node, "set_link", name=iface, up=bool(up))
+
+
+SERIAL_CHARDEV = "cable"
+
+
+def serial_backend(node):
+    """The serial cable's backend as QEMU has it now ("null" when pulled), from
+    query-chardev's filename (e.g. "unix:/run/trashlab/serial-cable.sock,server=on")."""
+    for dev in qmp(node, "query-chardev"):
+        if dev["label"] == SERIAL_CHARDEV:
+            return dev["filename"]
+    return None
+
+
+def set_serial(node, plugged):
+    """Pull (False) or plug (True) the null-modem cable at node's end: QMP chardev-change
+    swaps the ttyS0 chardev's backend to "null" (the UART stays, nothing reaches the other
+    end: the socket is closed) and back to the cable's socket (node1 listens again on the
+    same path, node2 connects again; the peer's QEMU reconnects by itself, reconnect=1)."""
+    if not plugged:
+        backend = {"type": "null", "data": {}}
+    else:
+        addr = {"type": "unix", "data": {"path": str(RUN / "serial-cable.sock")}}
+        data = {"addr": addr}
+        data.update({"server": True, "wait": False} if node == "node1" else
+                    {"server": False, "reconnect": 1})
+        backend = {"type": "socket", "data": data}
+    qmp(node, "chardev-change", id=SERIAL_CHARDEV, backend=backend)
+
+
+def bmc_request(node, action="status", timeout=60):
+    """Like bmc_client, but returns (exit code, output) instead of printing."""
+    r = subprocess.run(["ip", "netns", "exec", NETNS, _venv_python(), "-m", "tlab.bmc",
+                        "client", node, action], cwd=image.HERE.parent, capture_output=True,
+                       text=True, timeout=timeout)
+    return r.returncode, (r.stdout + r.stderr).strip()
+
+
+def bmc_log(node):
+    return logs_dir() / f"{node}-bmc.log"
 
 
 def console_tail(node, n=25):
@@ -563,3 +608,4 @@ def console(node):
         if tty:
             termios.tcsetattr(sys.stdin, termios.TCSADRAIN, old)
         s.close()
+

@@ -10,6 +10,9 @@ trash-pillar-validated:
 {%- else %}
 
 include:
+{%- if salt['config.get']('trash_root', '/') == '/' %}
+  - trash.packages
+{%- endif %}
   - trash.basics
   - trash.network
   - trash.firewall

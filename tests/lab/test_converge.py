@@ -83,7 +83,6 @@ def test_first_converge_has_no_failed_state(first):
                 "trash-chrony-running", "trash-pacemaker-running", "trash-pacemaker-configured",
                 "trash-libvirtd-running", "trash-guest-disks-created",
                 "trash-guests-defined"} <= ids
-        assert not ids & set(converge.EXCLUDE)
 
 
 def crm_mon(lab, node="node1"):
@@ -99,12 +98,14 @@ def placement(st):
     """Where every guest and volume group runs, which mirrors are promoted where."""
     if st is None:
         return None
+    def started(rid):  # not "Starting": a guest being started is not running yet
+        return sorted(n for n, role in st.roles(rid).items() if role == "Started")
     out = {}
     for name in PILLAR["guests"]:
-        out[f"guest-{name}"] = sorted(st.running_on(f"guest-{name}"))
+        out[f"guest-{name}"] = started(f"guest-{name}")
     for name in PILLAR["volume_groups"]:
-        out[f"vg-{name}"] = sorted(st.running_on(f"vg-{name}"))
-    out["shared-fs"] = sorted(st.running_on("shared-fs"))
+        out[f"vg-{name}"] = started(f"vg-{name}")
+    out["shared-fs"] = started("shared-fs")
     return out
 
 
@@ -236,19 +237,6 @@ def test_pulled_backchannel_keeps_membership_over_storage_and_serial(lab, first)
                  links_seen(lab, "node1")), timeout=180)
 
 
-def test_a_converged_node_comes_back_converged_after_a_power_cycle(lab, first):
-    """What the formula enabled (networkd, nftables, chrony, pppd, corosync) and put into
-    fstab comes back at boot: node1 rejoins over all three links, and a converge of it
-    changes nothing."""
-    lab.power_off("node1")
-    lab.power_on("node1")
-    lab.wait_ready(["node1"], timeout=600)
-    wait_for("node1's corosync sees every link to node2 connected after its boot",
-             lambda: (lambda s: (s[0] == dict.fromkeys(LINKS, "connected"), s))(
-                 links_seen(lab, "node1")), timeout=240)
-    assert ok(lab, "node1", "findmnt -no SOURCE /local").strip() == "/dev/vdb5"
-    res = converge.converge(("node1",))["node1"]
-    say("\n" + "\n".join(converge.summary({"node1": res})))
-    assert not res["error"], res["error"]
-    changed = [s for s in res["states"] if s["changes"] or s["result"] is not True]
-    assert not changed, json.dumps(changed, indent=1)
+# A converged node power-cycled is the power-off and rejoin drills' business (lab/tlab/
+# drill.py: node1 off through its BMC, Pacemaker fences it off, on again through its BMC);
+# they run by hand (`lab/trashlab drill …`) and are not in this tier yet (lab/README.md).

@@ -145,3 +145,11 @@ def test_merge_recurses_into_dicts_and_replaces_lists():
 def test_serial_link_settings(example_pillar, defaults, change, key):
     example_pillar["trash"]["serial"] = change
     assert key in problems(example_pillar, defaults)
+
+
+def test_packages_must_be_a_list_of_debian_package_names(example_pillar, defaults):
+    example_pillar["trash"]["packages"] = ["corosync", "Bad Name", 3]
+    with pytest.raises(model.PillarError) as err:
+        model.load(example_pillar, defaults)
+    keys = [k for k, _ in err.value.problems]
+    assert keys == ["trash:packages:1", "trash:packages:2"]

@@ -1,0 +1,144 @@
+"""The host layer of the converged lab seen from outside (issue #5): the firewall's zones
+from the Internet zone (the lab's bridge in its namespace) and from the peer over each
+cross-link — a TCP connection to a port the ruleset accepts reaches the node (accepted, or
+refused by its kernel when nothing listens), a dropped one never gets an answer —, the VLAN
+bridges carrying tagged frames between the nodes, and the storage states refusing a disk
+with a foreign partition table, its data unchanged. Runs after test_converge.py."""
+
+import json
+import subprocess
+import sys
+import pathlib
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "lab"))
+
+from tlab import converge  # noqa: E402
+from tlab import lab as tlab  # noqa: E402
+
+# connect to each (address, port) once; "reached" (accepted or refused: the packet got
+# to the node's stack) or "dropped" (no answer within the timeout)
+PROBE = r"""
+import json, socket, sys
+out = {}
+for addr, port in json.loads(sys.argv[1]):
+    s = socket.socket()
+    s.settimeout(4)
+    try:
+        s.connect((addr, port))
+        out[f"{addr}:{port}"] = "reached"
+    except ConnectionRefusedError:
+        out[f"{addr}:{port}"] = "reached"
+    except OSError:
+        out[f"{addr}:{port}"] = "dropped"
+    finally:
+        s.close()
+print(json.dumps(out))
+"""
+
+
+def probe_from_node(lab, node, targets):
+    arg = json.dumps(targets)
+    r = lab.run(node, f"python3 -c '{PROBE}' '{arg}'", timeout=120)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+def probe_from_internet(targets):
+    r = subprocess.run(["ip", "netns", "exec", tlab.NETNS, sys.executable, "-c", PROBE,
+                        json.dumps(targets)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+@pytest.fixture(scope="module")
+def converged(lab):
+    r = lab.run("node1", "nft list table inet trash", timeout=60)
+    if r.returncode != 0:
+        pytest.fail("the lab is not converged: no firewall on node1 (run test_converge.py first)")
+    return lab
+
+
+def test_the_internet_zone_reaches_ssh_only(converged):
+    seen = probe_from_internet([["192.0.2.11", 22], ["192.0.2.11", 4505], ["192.0.2.11", 7788],
+                                ["192.0.2.11", 21064], ["192.0.2.11", 49152]])
+    assert seen == {"192.0.2.11:22": "reached", "192.0.2.11:4505": "dropped",
+                    "192.0.2.11:7788": "dropped", "192.0.2.11:21064": "dropped",
+                    "192.0.2.11:49152": "dropped"}
+
+
+def test_each_cluster_service_only_on_its_cross_link(converged):
+    seen = probe_from_node(converged, "node2", [
+        # back-channel: salt-master, DLM, libvirt migration; not DRBD
+        ["10.10.2.1", 4505], ["10.10.2.1", 21064], ["10.10.2.1", 49152], ["10.10.2.1", 7788],
+        # storage: DRBD only
+        ["10.10.1.1", 7789], ["10.10.1.1", 4505], ["10.10.1.1", 21064],
+        # node1's Internet address from node2: the Internet zone's rules (ssh only)
+        ["192.0.2.11", 4505]])
+    assert seen == {"10.10.2.1:4505": "reached", "10.10.2.1:21064": "reached",
+                    "10.10.2.1:49152": "reached", "10.10.2.1:7788": "dropped",
+                    "10.10.1.1:7789": "reached", "10.10.1.1:4505": "dropped",
+                    "10.10.1.1:21064": "dropped", "192.0.2.11:4505": "dropped"}
+
+
+@pytest.mark.parametrize("vlan", sorted(
+    __import__("yaml").safe_load((ROOT / "lab/pillar/trash/cluster.sls").read_text())
+    ["trash"]["network"]["vlans"]))
+def test_each_vlan_bridge_carries_its_vlan_between_the_nodes(converged, vlan):
+    """eth3.<vlan> is an 802.1q interface of the LAN trunk, enslaved to vbr<vlan>; frames
+    on one node's bridge reach the other's over the cable tagged with that VLAN (test
+    addresses, removed afterwards: the bridges are the guests', the hosts have none)."""
+    bridge = f"vbr{vlan}"
+    for node in ("node1", "node2"):
+        link = json.loads(converged.run(node, f"ip -j -d link show eth3.{vlan}",
+                                        timeout=60).stdout)[0]
+        info = link["linkinfo"]
+        assert info["info_kind"] == "vlan" and info["info_data"]["id"] == vlan, link
+        assert info["info_data"]["protocol"] == "802.1Q" and link["master"] == bridge, link
+    addresses = {"node1": f"198.18.{vlan}.1/24", "node2": f"198.18.{vlan}.2/24"}
+    try:
+        for node, addr in addresses.items():
+            r = converged.run(node, f"ip addr add {addr} dev {bridge}", timeout=60)
+            assert r.returncode == 0, r.stderr
+        r = converged.run("node1", f"ping -c 3 -W 5 198.18.{vlan}.2", timeout=60)
+        assert r.returncode == 0, r.stdout + r.stderr
+        # and tagged on the wire: node2's trunk sees the VLAN id in the frames
+        r = converged.run("node2", f"timeout 60 tcpdump -l -c 1 -nn -e -i eth3 vlan {vlan} "
+                                   f"and icmp > /tmp/vlan{vlan}.txt 2>/dev/null & p=$!; "
+                                   "while kill -0 $p 2>/dev/null; do "
+                                   f"ping -c 1 -W 1 198.18.{vlan}.1 >/dev/null; done; "
+                                   f"cat /tmp/vlan{vlan}.txt", timeout=120)
+        assert f"vlan {vlan}" in r.stdout, r.stdout + r.stderr
+    finally:
+        for node, addr in addresses.items():
+            converged.run(node, f"ip addr del {addr} dev {bridge}", timeout=60)
+
+
+def test_storage_refuses_a_disk_with_a_foreign_table_and_leaves_it_intact(converged):
+    """node1's storage states pointed (by a pillar override) at a disk that holds another
+    partition table with data on it: every storage state refuses, nothing is written."""
+    setup = ("set -e; rm -f /local/foreign.img; truncate -s 2G /local/foreign.img; "
+             "printf 'label: gpt\\nstart=2048, size=409600, type=L\\n' | "
+             "sfdisk -q /local/foreign.img; "
+             "dd if=/dev/urandom of=/local/foreign.img bs=1M seek=1 count=4 conv=notrunc "
+             "status=none; losetup -fP --show /local/foreign.img")
+    r = converged.run("node1", setup, timeout=120)
+    assert r.returncode == 0, r.stderr
+    loop = r.stdout.strip()
+    digest = "dd if=/local/foreign.img bs=1M count=8 status=none | sha256sum"
+    try:
+        before = converged.run("node1", digest, timeout=60).stdout
+        override = json.dumps({"trash": {"nodes": {"node1": {"disk": loop}}}})
+        ret = converge.call("node1", "state.sls", "trash.storage", f"pillar={override}")
+        results = {s["__id__"]: s for s in ret.values()}
+        part = results["trash-storage-partitions-created"]
+        assert part["result"] is False and part["changes"] == {}, part
+        assert "refus" in part["comment"] and loop in part["comment"], part["comment"]
+        assert all(s["result"] is False for s in results.values()), results
+        assert converged.run("node1", digest, timeout=60).stdout == before
+        table = json.loads(converged.run("node1", f"sfdisk --json {loop}", timeout=60).stdout)
+        assert [p["size"] for p in table["partitiontable"]["partitions"]] == [409600]
+    finally:
+        converged.run("node1", f"losetup -d {loop}; rm -f /local/foreign.img", timeout=60)

@@ -167,7 +167,9 @@ def agent_params(cfg, bmc, password, tmp_path):
     file written as the formula writes it on node1."""
     device = fence_device(cfg, "node2")
     assert set(device) == {"ip", "ipport", "username", "password_script", "lanplus",
-                           "pcmk_host_list"}
+                           "pcmk_host_list", "pcmk_reboot_action"}
+    # a reboot request (DLM asks for one) must power the node off, never back on
+    assert device["pcmk_reboot_action"] == "off"
     assert device["password_script"] == f"cat {cib.fence_secret_path('node2')}"
     assert device["lanplus"] == "1" and device["username"] == USER
     cfg["nodes"]["node2"]["bmc"]["password"] = password

@@ -3,11 +3,20 @@
 8.4 and 9 disagree on where options live: ``fencing`` is a ``disk`` option in
 8.4 and a ``net`` option in 9; 9 needs ``node-id`` per host and names the
 unfence handler ``unfence-peer``; the crm-fence-peer scripts differ by version.
+
+A single-primary mirror's fence-peer handler (crm-fence-peer) outdates the peer through
+a Pacemaker constraint. A dual-primary mirror cannot be fenced that way: both sides are
+Primary, both handlers race, the loser's I/O stays frozen under GFS2 and its unmount
+hangs until Pacemaker fences it, and the loser may be the priority node (lab/README.md,
+"What the storage link's loss really does"). Its handler fences the peer through
+Pacemaker instead (stonith_admin): both ask, the fence device aimed at the priority node
+waits ``fence_delay``, so the other node is always the one powered off.
 """
 
 from trashlib import storage
 
 HANDLER = "/usr/local/lib/trash/drbd-event"
+STONITH_FENCE_PEER = "/usr/lib/drbd/stonith_admin-fence-peer.sh"
 
 
 def _disk_of(cfg, node, res):
@@ -48,13 +57,16 @@ def resource(cfg, res):
     fencing = "        fencing resource-and-stonith;"
     (net_opts if v9 else disk_opts).append(fencing)
     unfence = "unfence-peer" if v9 else "after-resync-target"
+    # drbd-utils' stonith handler reads /proc/drbd, which DRBD 9 no longer fills
+    fence_peer = (STONITH_FENCE_PEER if res["dual_primary"] and not v9
+                  else f"/usr/lib/drbd/crm-fence-peer{suffix}.sh")
     out = [
         "# Managed by Salt (trash.drbd). Local changes are overwritten.",
         f"resource {res['name']} {{",
         "    disk {", *disk_opts, "    }",
         "    net {", *net_opts, "    }",
         "    handlers {",
-        f"        fence-peer \"/usr/lib/drbd/crm-fence-peer{suffix}.sh\";",
+        f"        fence-peer \"{fence_peer}\";",
         f"        {unfence} \"/usr/lib/drbd/crm-unfence-peer{suffix}.sh\";",
         f"        split-brain \"{HANDLER} split-brain\";",
         "    }",

@@ -555,8 +555,6 @@ def _quiet_window(d, since, window, expect_links):
                 note(node, "fencing", str(v.history[:2]))
             if expect_links and v.links != expect_links[node]:
                 note(node, "links", str(v.links))
-            if d.facts.get("_drbd_watch"):
-                d.facts["_drbd_watch"](d, v)
     d.facts["quiet_polls"] = polls
     fences = {n: [l for _, l in bmc_events(n, since) if "power" in l] for n in NODES}
     d.check("no BMC power action during the window", not any(fences.values()), fences)
@@ -567,6 +565,9 @@ def _quiet_window(d, since, window, expect_links):
 def link_loss(link):
     """One link cut at node1's end: corosync loses that link only; no fencing, no
     failover within the window; then plugged again and seen back."""
+    if link == "storage":
+        raise DrillError("the storage link's loss fences the non-priority node (the "
+                         "dual-primary mirror): drill it with storage-link-loss")
     if link not in LINK_NAMES:
         raise DrillError(f"no link {link!r} ({', '.join(LINK_NAMES)})")
     d = Drill("link-loss", [link])
@@ -596,18 +597,11 @@ def link_loss(link):
         d.check(f"corosync on both nodes reports {link} down, the other links connected",
                 False, str(e))
     window = max(2 * (TOKEN_MS + CONSENSUS_MS) / 1000, FENCE_DELAY_S + 15) + 30
-    if link == "storage":
-        window = 150  # long enough to see the demotion of mirror0 and what follows
     d.facts["window_s"] = window
     d.notes.append(f"watched {window:.0f} s after corosync reported the link down: "
                    f"> 2×(token {TOKEN_MS} ms + consensus {CONSENSUS_MS} ms) and > the "
                    f"{FENCE_DELAY_S} s fence delay plus an IPMI power off")
-    if link == "storage":
-        d.facts["_drbd_watch"] = _drbd_watch
     _quiet_window(d, d.cut, window, down)
-    d.facts.pop("_drbd_watch", None)
-    if link == "storage":
-        storage_report(d)
     d.mark("window over", t=time.time(), source="host")
     # replug
     t = time.time()
@@ -638,58 +632,35 @@ def link_loss(link):
     return d
 
 
-def _drbd_watch(d, v):
-    for name, minor in MINORS.items():
-        s = (v.drbd or {}).get(minor)
-        if s:
-            desc = drbd.describe(s)
-            key = f"drbd {name} on {v.node}: {desc}"
-            if not any(e["event"] == key for e in d.events):
-                d.mark(key, v.node, t=v.at)
-    cons = _fence_constraints(v.node)
-    for c in cons:
-        d.mark(f"constraint {c}", v.node, once=True)
-
-
 def _fence_constraints(node):
     r = lab.run(node, "cibadmin --query --scope constraints", timeout=60)
     return re.findall(r'id="(drbd-fence-by-handler-[^"]+)"', r.stdout) if r.returncode == 0 \
         else []
 
 
-def storage_report(d):
-    """What DRBD did while the storage link was down (before the replug)."""
-    rep = {}
-    for n in NODES:
-        v = look(n)
-        rep[n] = {name: drbd.describe((v.drbd or {}).get(m)) for name, m in MINORS.items()}
-        rep[n]["fence constraints"] = _fence_constraints(n)
-        rep[n]["placement"] = v.placement()
-    d.facts["drbd_while_cut"] = rep
-    for name, m in MINORS.items():
-        states = {n: rep[n][name] for n in NODES}
-        d.check(f"DRBD {name} disconnected from its peer",
-                all(not s.startswith("Connected") for s in states.values()), states)
-    # the peer is outdated: the Secondary side of a single-primary mirror, or one side of
-    # the dual-primary mirror0, has ds ... /Outdated or Outdated/...
-    for name, res in PILLAR["drbd"]["resources"].items():
-        states = {n: rep[n][name] for n in NODES}
-        if res.get("dual_primary"):
-            # two primaries cannot both keep writing: exactly one side may stay Primary
-            # with UpToDate data; the other must be Outdated or not Primary
-            primaries = [n for n, s in states.items() if " Primary/" in f" {s.split()[1]}"]
-            d.check(f"dual-primary {name}: at most one side stays Primary while cut "
-                    "(no divergent writes)", len(primaries) <= 1, states)
-        else:
-            home = res["home"]
-            d.check(f"{name}: {PEER[home]}'s copy marked Outdated by {home} (crm-fence-peer)",
-                    "Outdated" in states[home].split()[2] if len(states[home].split()) > 2
-                    else False, states)
-
-
 def storage_link_loss():
-    d = link_loss("storage")
-    d.name = "storage-link-loss"
+    """The storage link (eth1) cut at node1's end, corosync's other links alive: every
+    mirror disconnects. The dual-primary mirror0 cannot be fenced by a constraint (both
+    sides are Primary); its handler fences the peer through Pacemaker on both nodes, and
+    the fence delay makes the priority node the one that stays (lib/drbd.py). The
+    single-primary mirrors' handlers outdate the peer's copy meanwhile."""
+    d = Drill("storage-link-loss")
+    require_settled(d)
+    d.cut = time.time()
+    cut_links("node1", ["eth1"], serial=False)
+    d.mark("cut: eth1 (storage) of node1 pulled", "node1", t=d.cut, source="host")
+    _priority_survives(d)
+    v = look(PRIORITY)
+    d.facts["drbd_on_priority"] = {name: drbd.describe((v.drbd or {}).get(m))
+                                   for name, m in MINORS.items()}
+    d.facts["fence_constraints"] = _fence_constraints(PRIORITY)
+    for name, res in PILLAR["drbd"]["resources"].items():
+        state = d.facts["drbd_on_priority"][name]
+        if res.get("dual_primary") or res.get("home") == PRIORITY:
+            fields = state.split()
+            d.check(f"{name} stays Primary on {PRIORITY} with its data",
+                    fields[1:2] == ["Primary/Unknown"] and fields[2:3] != []
+                    and fields[2].startswith("UpToDate/"), state)
     return d
 
 
@@ -699,11 +670,19 @@ def isolate():
     powered off by it."""
     d = Drill("isolate")
     require_settled(d)
-    loser = PEER[PRIORITY]
     d.cut = time.time()
     cut_links("node1", ["eth1", "eth2", "eth3"], serial=True)
     d.mark("cut: eth1, eth2, eth3 and the serial cable of node1 pulled", "node1", t=d.cut,
            source="host")
+    _priority_survives(d)
+    return d
+
+
+def _priority_survives(d, timeout=300):
+    """After the cut: the priority node powers the other off through its BMC, exactly
+    once, is never powered off itself, and runs its own and every failover guest; the
+    other's pinned guests stop."""
+    loser = PEER[PRIORITY]
     fo = failover_guests()
 
     def probe():
@@ -719,21 +698,27 @@ def isolate():
             done = []
         if done:
             d.mark(f"fencing of {loser} done ({PRIORITY}'s stonith history)", PRIORITY,
-                   once=True, detail=done[0].get("completed"))
+                   once=True, detail=f"{done[0].get('action')} by {done[0].get('delegate')} "
+                                     f"for {done[0].get('client')}")
         st = v.status
         running = {g for g in fo if st is not None and st.running_on(f"guest-{g}") == {PRIORITY}}
         return bool(done) and running == set(fo), {"members": v.members, "hist": v.history[:2]}
     try:
-        wait(f"{PRIORITY} fences {loser}", probe, 300, every=1)
+        wait(f"{PRIORITY} fences {loser}", probe, timeout, every=1)
         d.check(f"{PRIORITY} fenced {loser}", True)
     except DrillError as e:
         d.check(f"{PRIORITY} fenced {loser}", False, str(e))
+    # at rest: a second fencing (a late request from the loser) would show now
+    r = lab.run(PRIORITY, "crm_resource --wait --timeout=300", timeout=360)
+    d.mark("Pacemaker at rest (crm_resource --wait)", PRIORITY, detail=f"rc {r.returncode}")
     off = {n: [(t, l) for t, l in bmc_events(n, d.cut) if "power off" in l] for n in NODES}
     for n, evs in off.items():
         for t, l in evs:
             d.mark(f"BMC of {n}: power off", n, t=t, source="bmc log", detail=l)
     d.check(f"{loser} powered off through its BMC, exactly once", len(off[loser]) == 1, off)
     d.check(f"{PRIORITY} (priority node) never powered off", not off[PRIORITY], off)
+    ons = [l for _, l in bmc_events(loser, d.cut) if ": power on" in l]
+    d.check(f"{loser} stayed off (no power on through its BMC: R13)", not ons, ons)
     rc1, o1 = lab.bmc_request(PRIORITY, "status")
     rc2, o2 = lab.bmc_request(loser, "status")
     d.check(f"{PRIORITY} on, {loser} off (BMCs)", o1.endswith(": on") and o2.endswith(": off"),
@@ -755,7 +740,6 @@ def isolate():
         "BMC power off": d.since_cut(min((t for t, _ in off[loser]), default=None)),
         "fencing done (history)": d.since_cut(d.first(
             f"fencing of {loser} done ({PRIORITY}'s stonith history)"))}
-    return d
 
 
 def rejoin(node):
@@ -927,7 +911,6 @@ def run(name, args=()):
     if nargs and name != "link-loss" and args[0] not in NODES:
         raise DrillError(f"no node {args[0]!r}")
     d = fn(*args)
-    d.facts.pop("_drbd_watch", None)
     return d
 
 

@@ -36,11 +36,18 @@ def test_drbd_84_puts_fencing_in_disk_and_uses_84_handlers(cfg):
     net = text.split("net {")[1].split("}")[0]
     assert "fencing resource-and-stonith;" in disk and "fencing" not in net
     assert "allow-two-primaries yes;" in net
-    assert '"/usr/lib/drbd/crm-fence-peer.sh"' in text
+    # the dual-primary mirror fences its peer through Pacemaker (the delay decides)
+    assert 'fence-peer "/usr/lib/drbd/stonith_admin-fence-peer.sh"' in text
     assert 'after-resync-target "/usr/lib/drbd/crm-unfence-peer.sh"' in text
     assert "node-id" not in text
     assert "address 10.10.1.1:7788;" in text and "address 10.10.1.2:7788;" in text
     assert "disk /dev/sda6;" in text
+
+
+def test_drbd_84_single_primary_outdates_its_peer_through_a_constraint(cfg):
+    text = drbd.resource(cfg, _res(cfg, "mirror1"))
+    assert 'fence-peer "/usr/lib/drbd/crm-fence-peer.sh"' in text
+    assert "allow-two-primaries" not in text
 
 
 def test_drbd_9_puts_fencing_in_net_with_node_ids(cfg):

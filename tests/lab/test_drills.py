@@ -1,0 +1,87 @@
+"""The drills (lab/tlab/drill.py) against the converged lab: every drill's verdict and the
+key facts of its timeline. Runs after test_converge.py and test_host.py (tests/lab/
+conftest.py orders it): it needs a converged cluster, and the tests run in this file's
+order, as a chain: node-loss leaves node1 off for rejoin, which leaves it back (guests
+where they moved) for the converge without change; `restore` brings the cluster back to
+settled between the others, and is asserted too."""
+
+import sys
+
+import pytest
+
+from tlab import converge, drill
+
+FENCE_DELAY = drill.FENCE_DELAY_S
+TOKEN_CONSENSUS = (drill.TOKEN_MS + drill.CONSENSUS_MS) / 1000
+
+
+def say(*a):
+    print(*a, file=sys.stderr, flush=True)
+
+
+def run(name, *args):
+    d = drill.run(name, args)
+    say("\n" + d.render())
+    return d
+
+
+def passed(d):
+    assert d.verdict == "pass", d.render()
+    return d.as_dict()
+
+
+@pytest.fixture(scope="module")
+def ready(lab):
+    """A settled cluster (restore waits for one)."""
+    passed(run("restore"))
+    return lab
+
+
+@pytest.fixture
+def restored(ready):
+    yield ready
+    passed(run("restore"))
+
+
+def test_serial_link_loss_neither_fences_nor_fails_over(restored):
+    d = passed(run("link-loss", "serial"))
+    assert d["facts"]["window_s"] >= 2 * TOKEN_CONSENSUS
+    events = [e["event"] for e in d["timeline"]]
+    assert "corosync reports serial down" in events
+    assert "corosync reports serial up again (both nodes)" in events
+    assert not any(e.startswith("fencing") for e in events), events
+
+
+def test_node_loss_fences_the_lost_node_off_and_fails_over(ready):
+    d = passed(run("node-loss", "node1"))
+    t = d["facts"]["seconds_from_cut"]
+    assert t["peer lost (survivor's corosync membership)"] is not None
+    # node2 waits the fence delay before it shoots the priority node
+    assert t["BMC power off (bmc log)"] >= FENCE_DELAY, t
+    assert t["fileserver running on node2"] >= t["BMC power off (bmc log)"], t
+
+
+def test_rejoin_moves_nothing_back(ready):
+    d = passed(run("rejoin", "node1"))
+    assert d["facts"]["placement_after"]["guest-fileserver"] == ["node2"]
+
+
+def test_rejoined_node_converges_without_change(restored):
+    res = converge.converge(("node1",))["node1"]
+    say("\n" + "\n".join(converge.summary({"node1": res})))
+    assert not res["error"], res["error"]
+    changed = [s for s in res["states"] if s["changes"] or s["result"] is not True]
+    assert not changed, "\n".join(converge.summary({"node1": res}))
+
+
+def test_storage_link_loss_fences_the_non_priority_node_only(restored):
+    d = passed(run("storage-link-loss"))
+    assert d["facts"]["drbd_on_priority"]["mirror0"].split()[1] == "Primary/Unknown"
+
+
+def test_isolation_leaves_exactly_the_priority_node(restored):
+    d = passed(run("isolate"))
+    t = d["facts"]["seconds_from_cut"]
+    # node1's device for node2 has no delay: node2 is off before node2's delayed shot
+    # at node1 could fire
+    assert t["BMC power off"] is not None and t["BMC power off"] < FENCE_DELAY + 30, t

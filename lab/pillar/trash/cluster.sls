@@ -9,6 +9,10 @@ trash:
     name: trashnet
     domain: trash.net
     priority_node: node1
+    # the delay must outlast the priority node's own fencing of its peer: under TCG that
+    # took 17-23 s (fence_ipmilan on a loaded single vCPU), so the default 15 s lost the
+    # race in a drill; real servers fence in a few seconds
+    fence_delay: 30
 
   nodes:
     node1:

@@ -529,6 +529,27 @@ def ifupdown_release(test=False):
 # (node entries, the properties Pacemaker adds itself such as dc-version) stays.
 _CIB_SECTIONS = ("resources", "constraints", "rsc_defaults")
 _CIB_PROPERTY_SET = "cib-bootstrap-options"
+# Of the constraints, only the formula's own (trashlib.cib's ids). Others stay: DRBD's
+# fence-peer handler guards the newest copy of a mirror with drbd-fence-by-handler-*
+# (removing it would let Pacemaker promote an outdated copy), and an administrator's
+# crm_resource --move/--ban leaves cli-prefer-*/cli-ban-* until --clear.
+_OWNED_CONSTRAINT_PREFIXES = ("order-", "colocation-", "location-")
+
+
+def _foreign_constraints(cons):
+    """The children of a <constraints> element (or None) that are not the formula's."""
+    return [c for c in (cons if cons is not None else ())
+            if not c.get("id", "").startswith(_OWNED_CONSTRAINT_PREFIXES)]
+
+
+def _constraint_summary(elem):
+    """A constraint as status reports it: its attributes, and for a rule-based location
+    (DRBD's fence constraint) the node its expression names."""
+    out = dict(elem.attrib, kind=elem.tag)
+    expr = elem.find("rule/expression")
+    if expr is not None:
+        out["expression"] = dict(expr.attrib)
+    return out
 
 
 def _cib_env(cib_file):
@@ -539,8 +560,14 @@ def _cib_env(cib_file):
 def _owned(conf):
     """Canonical text of each owned part of a <configuration> element."""
     out = {}
+    foreign = {id(c) for c in _foreign_constraints(conf.find("constraints"))}
     for name in _CIB_SECTIONS:
         elem = conf.find(name)
+        if elem is not None and name == "constraints":
+            elem = copy.deepcopy(elem)
+            for child, orig in zip(list(elem), list(conf.find(name))):
+                if id(orig) in foreign:
+                    elem.remove(child)
         out[name] = "" if elem is None else _et.canonicalize(_et.tostring(elem), strip_text=True)
     props = conf.find(f"crm_config/cluster_property_set[@id='{_CIB_PROPERTY_SET}']")
     out["properties"] = {nv.get("name"): nv.get("value")
@@ -554,6 +581,8 @@ def _merged_configuration(live_conf, desired_conf):
     for name in _CIB_SECTIONS:
         old = conf.find(name)
         new = copy.deepcopy(desired_conf.find(name))
+        if name == "constraints":
+            new.extend(copy.deepcopy(c) for c in _foreign_constraints(old))
         if old is not None:
             conf.insert(list(conf).index(old), new)
             conf.remove(old)
@@ -835,6 +864,14 @@ def status():
         pacemaker = None
     if pacemaker is not None and not pacemaker.nodes:
         pacemaker = None  # crm_mon answers with an error document when the cluster is down
+    constraints = None
+    cons = _quiet(["cibadmin", "--query", "--scope", "constraints"], env)
+    if pacemaker is not None and cons["retcode"] == 0:
+        try:
+            constraints = [_constraint_summary(c) for c in
+                           _foreign_constraints(_et.fromstring(cons["stdout"]))]
+        except _et.ParseError:
+            constraints = None
     drift = {}
     for concern in _files.CONCERNS:
         changes = manage_files(concern, test=True).get("changes", {})
@@ -859,7 +896,8 @@ def status():
         except CommandExecutionError:
             local = {n: "libvirtd unreachable" for n, g in cfg["guests"].items()
                      if g["storage"] == "local" and g["home"] == node}
-    result = _status.assess(cfg, node, links, quorum, pacemaker, drift, drbd, bmcs, local)
+    result = _status.assess(cfg, node, links, quorum, pacemaker, drift, drbd, bmcs, local,
+                            constraints)
     result = {"node": node, **result}
     if drbd is not None:
         result["mirrors"] = {

@@ -124,11 +124,36 @@ def _local_guests(node, local):
             for name, state in sorted((local or {}).items()) if state != "running"]
 
 
+def _constraints(foreign):
+    """Findings about the constraints the formula does not own (which it leaves alone):
+    DRBD's fence constraints and an administrator's moves and bans."""
+    out = []
+    for c in foreign or ():
+        cid, rsc = c.get("id", ""), c.get("rsc", "?")
+        if cid.startswith("drbd-fence-by-handler-"):
+            only = (c.get("expression") or {}).get("value", "?")
+            out.append((DEGRADED, f"{rsc} may be promoted only on {only}: DRBD's fence-peer "
+                                  f"handler found the other copy outdated (constraint {cid}); "
+                                  f"it goes by itself once the other side has resynced from "
+                                  f"{only}; removing it by hand risks running old data"))
+        elif cid.startswith(("cli-prefer-", "cli-ban-")):
+            what = "kept on" if cid.startswith("cli-prefer-") else "banned from"
+            out.append((DEGRADED, f"{rsc} is {what} {c.get('node', '?')} by an administrator's "
+                                  f"crm_resource (constraint {cid}); once it may move again: "
+                                  f"crm_resource --clear --resource {rsc}"))
+        else:
+            out.append((DEGRADED, f"constraint {cid} ({c.get('kind', 'constraint')} of {rsc}) "
+                                  "is not this formula's: the pillar does not describe it"))
+    return out
+
+
 def assess(cfg, node, links=None, quorum=None, pacemaker=None, drift=None, drbd=None,
-           bmcs=None, local=None):
-    """{"verdict", "findings": [lines, worst first]} for ``node``."""
+           bmcs=None, local=None, constraints=None):
+    """{"verdict", "findings": [lines, worst first]} for ``node``; ``constraints``: the
+    ones the formula does not own (attribute dicts)."""
     findings = _corosync(cfg, node, links, quorum) + _pacemaker(cfg, node, pacemaker) + \
-        _drbd(cfg, node, drbd) + _fencing(cfg, node, bmcs) + _local_guests(node, local)
+        _drbd(cfg, node, drbd) + _fencing(cfg, node, bmcs) + _local_guests(node, local) + \
+        _constraints(constraints)
     for concern, paths in sorted((drift or {}).items()):
         if paths:
             findings.append((DEGRADED, f"{concern} files differ from the pillar: "

@@ -87,3 +87,32 @@ def test_unreachable_cluster_is_a_clear_error(trash_mod, tmp_path):
     trash_mod.__opts__["trash_cib_file"] = str(tmp_path / "missing.xml")
     with pytest.raises(CommandExecutionError, match="is the cluster running on this node"):
         trash_mod.cib_apply(test=True)
+
+
+# as drbd-utils' crm-fence-peer.sh places it (captured in the lab: node2 guarding mirror2
+# after the storage link's loss) and as `crm_resource --move` leaves one
+FENCE_BY_HANDLER = (
+    '<rsc_location rsc="drbd-mirror2-clone" id="drbd-fence-by-handler-mirror2-drbd-mirror2-clone">'
+    '<rule role="Master" score="-INFINITY" id="drbd-fence-by-handler-mirror2-rule-drbd-mirror2-clone">'
+    '<expression attribute="#uname" operation="ne" value="node2" '
+    'id="drbd-fence-by-handler-mirror2-expr-drbd-mirror2-clone"/></rule></rsc_location>')
+MOVE = ('<rsc_location id="cli-prefer-guest-fileserver" rsc="guest-fileserver" role="Started" '
+        'node="node2" score="INFINITY"/>')
+
+
+def test_constraints_of_drbd_and_the_administrator_survive_a_push(trash_mod, example_pillar,
+                                                                   live):
+    env = {"CIB_file": str(live)}
+    for xml in (FENCE_BY_HANDLER, MOVE):
+        res = run_all(["cibadmin", "--create", "--scope", "constraints", "--xml-text", xml],
+                      env=env)
+        assert res["retcode"] == 0, res["stderr"]
+    # not the formula's: no change to report
+    assert trash_mod.cib_apply(test=True)["changes"] == {}
+    example_pillar["trash"]["guests"]["newbox"] = {"home": "node2", "failover": True,
+                                                   "memory": 512, "networks": ["vbr1"]}
+    assert trash_mod.cib_apply()["result"] is True
+    query = run_all(["cibadmin", "--query", "--scope", "constraints"], env=env)["stdout"]
+    assert 'id="drbd-fence-by-handler-mirror2-drbd-mirror2-clone"' in query
+    assert 'id="cli-prefer-guest-fileserver"' in query
+    assert "location-guest-newbox-prefer-node2" in query

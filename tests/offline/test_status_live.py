@@ -63,3 +63,20 @@ def test_a_cut_link_a_lost_peer_and_drift_are_reported(node1, tmp_path):
     assert "degraded: node2 is not a cluster member: lost, fenced or not started" in findings
     assert any(f.startswith("degraded: drbd files differ from the pillar: /etc/drbd.d/mirror1.res")
                for f in findings)
+
+
+def test_constraints_the_formula_leaves_alone_are_explained(node1, tmp_path):
+    from test_cib_apply import FENCE_BY_HANDLER, MOVE
+    _, mod = node1
+    for xml in (FENCE_BY_HANDLER, MOVE):
+        res = run_all(["cibadmin", "--create", "--scope", "constraints", "--xml-text", xml],
+                      env={"CIB_file": str(tmp_path / "cib.xml")})
+        assert res["retcode"] == 0, res["stderr"]
+    result = mod.status()
+    assert result["verdict"] == "degraded", result["findings"]
+    found = "\n".join(result["findings"])
+    assert ("drbd-mirror2-clone may be promoted only on node2: DRBD's fence-peer handler "
+            "found the other copy outdated") in found, found
+    assert ("guest-fileserver is kept on node2 by an administrator's crm_resource "
+            "(constraint cli-prefer-guest-fileserver); once it may move again: "
+            "crm_resource --clear --resource guest-fileserver") in found, found

@@ -101,12 +101,13 @@ def ipmi_round_trip(survivor, victim, tries=3):
     CIB's parameters and password file (the best of ``tries``)."""
     bmc = drill.PILLAR["nodes"][victim]["bmc"]
     cmd = (f"s=$(date +%s.%N); fence_ipmilan -P -a {bmc['address']} -u {bmc.get('port', 623)} "
-           f"-l {bmc['username']} -S {cib.fence_secret_path(victim)} -o status >/dev/null; "
+           f"-l {bmc['username']} -S 'cat {cib.fence_secret_path(victim)}' -o status "
+           ">/dev/null 2>&1; "
            "rc=$?; e=$(date +%s.%N); echo $rc $s $e")
     best = None
     for _ in range(tries):
         rc, s, e = lab.run(survivor, cmd, timeout=120).stdout.split()
-        if rc != "0":
+        if rc not in ("0", "2"):  # the fence agents' status: 0 on, 2 off
             raise SystemExit(f"bench: fence_ipmilan status from {survivor} failed (rc {rc})")
         took = float(e) - float(s)
         best = took if best is None else min(best, took)
@@ -122,7 +123,7 @@ def node_loss_figures():
         raise SystemExit("bench: the node-loss drill failed")
     t = d.facts["seconds_from_cut"]
     took = max(t[f"{g} running on {survivor}"] for g in guests)
-    start = max(_exec_ms(survivor, f"guest-{g}") or 0 for g in guests)
+    start = round(max(_exec_ms(survivor, f"guest-{g}") or 0 for g in guests), 1)
     ipmi = ipmi_round_trip(survivor, victim)
     corosync = (drill.TOKEN_MS + drill.CONSENSUS_MS) / 1000
     floor = round(corosync + ipmi + start, 1)
@@ -147,37 +148,31 @@ def main():
     args = ap.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("bench: the lab needs root")
+    # each part printed as soon as it is measured: a later failure keeps the earlier figures
+    show = (lambda *a: None) if args.json else print
     out = {}
     if not args.node_loss_only:
-        out["converge"] = converge_figures(args.cold)
+        c = out["converge"] = converge_figures(args.cold)
+        goal = 600 if c["cached image"] == "no" else 300
+        show(f"converge ({'cold' if goal == 600 else 'warm'} image cache): image "
+             f"{c['image s']} s, up {c['up s']} s, state.apply {c['state.apply s']} s, "
+             f"until ok {c['until ok s']} s")
+        show(f"  total {c['total s']} s = {c['total s'] / goal:.2f}x the goal of {goal} s")
     mem = lab_memory()
-    out["memory"] = {k: round(v / GIB, 2) for k, v in mem.items()}
-    out["memory"]["total GiB"] = round(sum(mem.values()) / GIB, 2)
+    m = out["memory"] = {k: round(v / GIB, 2) for k, v in mem.items()}
+    m["total GiB"] = round(sum(mem.values()) / GIB, 2)
+    show("memory: " + ", ".join(f"{k} {v} GiB" for k, v in m.items() if k != "total GiB"))
+    show(f"  total {m['total GiB']} GiB = {m['total GiB'] / 6:.2f}x the goal of 6 GiB")
     if args.node_loss or args.node_loss_only:
-        out["node loss"] = node_loss_figures()
+        n = out["node loss"] = node_loss_figures()
+        show(f"node loss (node1): cut -> every failover guest running on node2 "
+             f"{n['cut to guests running s']} s (node1 powered off +{n['fenced s']} s)")
+        show(f"  floor {n['floor s']} s = corosync {n['corosync token+consensus s']} s + "
+             f"IPMI round trip {n['ipmi round trip s']} s + guest start "
+             f"{n['guest start s']} s; ratio {n['ratio']:.2f}x (goal <= 1.5x; the "
+             f"{n['fence delay s']} s fence delay that lets node1 win a split is in it)")
     if args.json:
         print(json.dumps(out, indent=1))
-        return
-    c = out.get("converge")
-    if c:
-        goal = 600 if c["cached image"] == "no" else 300
-        print(f"converge ({'cold' if goal == 600 else 'warm'} image cache): image "
-              f"{c['image s']} s, up {c['up s']} s, state.apply {c['state.apply s']} s, "
-              f"until ok {c['until ok s']} s")
-        print(f"  total {c['total s']} s = {c['total s'] / goal:.2f}x the goal of {goal} s")
-    print("memory: " + ", ".join(f"{k} {v} GiB" for k, v in out["memory"].items()
-                                 if k != "total GiB"))
-    print(f"  total {out['memory']['total GiB']} GiB = "
-          f"{out['memory']['total GiB'] / 6:.2f}x the goal of 6 GiB")
-    if "node loss" in out:
-        n = out["node loss"]
-        print(f"node loss (node1): cut -> every failover guest running on node2 "
-              f"{n['cut to guests running s']} s (node1 powered off +{n['fenced s']} s)")
-        print(f"  floor {n['floor s']} s = corosync {n['corosync token+consensus s']} s + "
-              f"IPMI round trip {n['ipmi round trip s']} s + guest start "
-              f"{n['guest start s']} s; ratio {n['ratio']:.2f}x (goal <= 1.5x; the "
-              f"{n['fence delay s']} s fence delay that lets node1 win a split is in it)")
-
 
 if __name__ == "__main__":
     main()

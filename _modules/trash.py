@@ -542,6 +542,14 @@ def _foreign_constraints(cons):
             if not c.get("id", "").startswith(_OWNED_CONSTRAINT_PREFIXES)]
 
 
+def _without_foreign(cons):
+    """A copy of a <constraints> element with the formula's constraints only."""
+    kept = copy.deepcopy(cons)
+    for child in _foreign_constraints(kept):
+        kept.remove(child)
+    return kept
+
+
 def _constraint_summary(elem):
     """A constraint as status reports it: its attributes, and for a rule-based location
     (DRBD's fence constraint) the node its expression names."""
@@ -560,14 +568,10 @@ def _cib_env(cib_file):
 def _owned(conf):
     """Canonical text of each owned part of a <configuration> element."""
     out = {}
-    foreign = {id(c) for c in _foreign_constraints(conf.find("constraints"))}
     for name in _CIB_SECTIONS:
         elem = conf.find(name)
         if elem is not None and name == "constraints":
-            elem = copy.deepcopy(elem)
-            for child, orig in zip(list(elem), list(conf.find(name))):
-                if id(orig) in foreign:
-                    elem.remove(child)
+            elem = _without_foreign(elem)
         out[name] = "" if elem is None else _et.canonicalize(_et.tostring(elem), strip_text=True)
     props = conf.find(f"crm_config/cluster_property_set[@id='{_CIB_PROPERTY_SET}']")
     out["properties"] = {nv.get("name"): nv.get("value")
@@ -865,11 +869,12 @@ def status():
     if pacemaker is not None and not pacemaker.nodes:
         pacemaker = None  # crm_mon answers with an error document when the cluster is down
     constraints = None
-    cons = _quiet(["cibadmin", "--query", "--scope", "constraints"], env)
-    if pacemaker is not None and cons["retcode"] == 0:
+    if pacemaker is not None:
+        cons = _quiet(["cibadmin", "--query", "--scope", "constraints"], env)
         try:
-            constraints = [_constraint_summary(c) for c in
-                           _foreign_constraints(_et.fromstring(cons["stdout"]))]
+            if cons["retcode"] == 0:
+                constraints = [_constraint_summary(c) for c in
+                               _foreign_constraints(_et.fromstring(cons["stdout"]))]
         except _et.ParseError:
             constraints = None
     drift = {}

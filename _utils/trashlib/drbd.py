@@ -8,7 +8,7 @@ A single-primary mirror's fence-peer handler (crm-fence-peer) outdates the peer 
 a Pacemaker constraint. A dual-primary mirror cannot be fenced that way: both sides are
 Primary, both handlers race, the loser's I/O stays frozen under GFS2 and its unmount
 hangs until Pacemaker fences it, and the loser may be the priority node (lab/README.md,
-"What the storage link's loss really does"). Its handler fences the peer through
+"What the storage link's loss does"). Its handler fences the peer through
 Pacemaker instead (stonith_admin): both ask, the fence device aimed at the priority node
 waits ``fence_delay``, so the other node is always the one powered off.
 """

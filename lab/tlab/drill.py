@@ -40,7 +40,8 @@ NODEID = {n: PILLAR["nodes"][n]["nodeid"] for n in NODES}
 TOKEN_MS = 3000          # defaults.yaml: corosync token
 CONSENSUS_MS = 3600      # corosync's default: 1.2 × token
 # trash:cluster:fence_delay (pcmk_delay_base of the device that fences the priority node)
-FENCE_DELAY_S = PILLAR["cluster"].get("fence_delay", 15)
+FENCE_DELAY_S = PILLAR["cluster"].get("fence_delay") or yaml.safe_load(
+    (ROOT / "salt/trash/defaults.yaml").read_text())["trash"]["cluster"]["fence_delay"]
 MINORS = {name: r["minor"] for name, r in PILLAR["drbd"]["resources"].items()}
 
 
@@ -651,7 +652,7 @@ def storage_link_loss():
     """The storage link (eth1) cut at node1's end, corosync's other links alive: every
     mirror disconnects. The dual-primary mirror0 cannot be fenced by a constraint (both
     sides are Primary); its handler fences the peer through Pacemaker on both nodes, and
-    the fence delay makes the priority node the one that stays (lib/drbd.py). The
+    the fence delay makes the priority node the one that stays (_utils/trashlib/drbd.py). The
     single-primary mirrors' handlers outdate the peer's copy meanwhile."""
     d = Drill("storage-link-loss")
     require_settled(d, anywhere=True)

@@ -43,7 +43,7 @@ def validate(config):
 
 def beacon(config):
     """Compare corosync's view with the last poll; one event per change."""
-    now = __salt__["trash.corosync_snapshot"]()
+    now = __salt__["trash.corosync_snapshot"](cached=True)
     last = __context__.get("trash_corosync.last")
     __context__["trash_corosync.last"] = now
     if last is None:

@@ -63,7 +63,7 @@ def beacon(config):
     __context__["trash_drbd.last"] = now
     if last is None:
         return []
-    cfg = __salt__["trash.config"]()  # milliseconds in-process; always the current pillar
+    cfg = __salt__["trash.config"](cached=True)  # in-process; the current pillar
     stamp = time.time()
     node = __opts__["id"]
     return [dict(event, node=node, timestamp=stamp) for event in _drbd.events(cfg, last, now)]

@@ -67,9 +67,25 @@ def __virtual__():
     return __virtualname__
 
 
-def _defaults():
+def _defaults(cached=False):
+    """The formula's defaults. ``cached``: from the minion's file cache, where the last job
+    that read them left them, never through the file client: the beacons run in the
+    salt-minion daemon's own event loop, which also carries the file client's requests to
+    a master (Salt 3008 with several masters), so a fetch there blocks the whole minion
+    until the file client times out (180 s: no job runs, no return reaches a master)."""
     if "trash.defaults" not in __context__:
-        text = __salt__["cp.get_file_str"](DEFAULTS_URL)
+        if cached:
+            path = os.path.join(__opts__["cachedir"], "files", "base",
+                                DEFAULTS_URL[len("salt://"):])
+            try:
+                with open(path, encoding="utf-8") as f:
+                    text = f.read()
+            except OSError:
+                raise CommandExecutionError(
+                    f"trash: {DEFAULTS_URL} is not in this minion's file cache yet; any job "
+                    "of the formula caches it (salt-call trash.validate)") from None
+        else:
+            text = __salt__["cp.get_file_str"](DEFAULTS_URL)
         if not text:
             raise CommandExecutionError(f"trash: cannot read {DEFAULTS_URL} from the file server")
         __context__["trash.defaults"] = salt.utils.yaml.safe_load(text)
@@ -84,8 +100,9 @@ class _InvalidPillar(CommandExecutionError):
         super().__init__(_model.PillarError(self.problems).text())
 
 
-def _load():
-    """The validated configuration (with secrets); cached per pillar content."""
+def _load(from_cache=False):
+    """The validated configuration (with secrets); cached per pillar content.
+    ``from_cache``: the defaults from the minion's file cache (see _defaults)."""
     if __pillar__.get("_errors"):
         # an SLS that failed to render leaves a partial pillar: say so, not "missing"
         raise _InvalidPillar([("pillar", f"did not render: {e}") for e in __pillar__["_errors"]])
@@ -95,7 +112,7 @@ def _load():
     if cached and cached[0] == key:
         return cached[1]
     try:
-        cfg = _model.load(pillar, _defaults())
+        cfg = _model.load(pillar, _defaults(from_cache))
     except _model.PillarError as exc:
         raise _InvalidPillar(exc.problems) from None
     __context__["trash.config"] = (key, cfg)
@@ -142,9 +159,11 @@ def validate():
     return {"valid": True}
 
 
-def config():
+def config(cached=False):
     """
     The normalised configuration of the whole cluster, secrets replaced by ``<secret>``.
+    ``cached=True`` (the beacons) reads the formula's defaults from the minion's file
+    cache instead of the file server.
 
     CLI Example:
 
@@ -152,7 +171,7 @@ def config():
 
         salt-call trash.config --out=yaml
     """
-    return _model.redact(_load())
+    return _model.redact(_load(cached))
 
 
 def plan(node=None, concern=None):
@@ -810,10 +829,11 @@ def _read_corosync():
     return _corosync.parse_links(probe["stdout"]), quorum
 
 
-def corosync_snapshot():
+def corosync_snapshot(cached=False):
     """
     Membership, quorum and the state of each heartbeat link to the peer, by zone, as
-    this node's corosync reports them (what the trash_corosync beacon watches).
+    this node's corosync reports them (what the trash_corosync beacon watches; it passes
+    ``cached=True``, see ``trash.config``).
 
     CLI Example:
 
@@ -821,7 +841,7 @@ def corosync_snapshot():
 
         salt-call trash.corosync_snapshot
     """
-    cfg = _load()
+    cfg = _load(cached)
     return _corosync.snapshot(cfg, _node(cfg), *_read_corosync())
 
 

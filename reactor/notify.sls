@@ -1,7 +1,8 @@
 {#- Cluster events go to the notify runner, which filters non-members, redacts
-    secrets and rate-limits. Two shapes arrive: event.send (the DRBD handler) nests
-    its payload under data.data and data.id is the id the master authenticated;
-    a beacon's payload is data itself, with the id its minion put there. #}
+    secrets and rate-limits. Two shapes arrive: an event a minion forwards (the DRBD
+    handler's, event.send in a job) nests its payload under data.data, and data.id is
+    the id the master authenticated; a beacon's payload is data itself, with the id
+    its minion put there. #}
 {%- if data.get('data') is mapping %}
 {%-   set payload = data['data'] %}
 {%- else %}

@@ -26,6 +26,15 @@ def run_all(cmd, python_shell=False, ignore_retcode=True, output_loglevel=None, 
     return {"retcode": proc.returncode, "stdout": proc.stdout, "stderr": proc.stderr}
 
 
+def file_cache(cachedir):
+    """A minion cache directory holding the formula's defaults as a job leaves them
+    (what the beacons read: trash.config(cached=True)); returns it as a string."""
+    path = pathlib.Path(cachedir) / "files/base/trash/defaults.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text((ROOT / "salt/trash/defaults.yaml").read_text())
+    return str(cachedir)
+
+
 def trash_module(pillar, name="trash_under_test", **opts):
     """The trash execution module over ``pillar`` with real commands."""
     defaults = (ROOT / "salt/trash/defaults.yaml").read_text()

@@ -86,15 +86,25 @@ def resource(cfg, res):
 
 
 def event_handler():
-    """The DRBD handler that reports to the Salt event bus (split brain and others)."""
+    """The DRBD handler that reports to the Salt event bus (split brain and others).
+
+    It hands the event to the local salt-minion (its event bus, tag ``fire_master``),
+    which forwards it to every master it is connected to: `salt-call event.send`
+    authenticates on its own and, with Salt 3008.4, reaches only the first master. DRBD's
+    values are reduced to the characters names and addresses use, so they cannot break
+    the YAML they are put in."""
     return "\n".join([
         "#!/bin/sh",
         "# Managed by Salt (trash.drbd). Called by DRBD as a handler: reports the",
-        "# event to the Salt masters; never decides anything itself.",
+        "# event to the Salt masters through the local salt-minion; never decides",
+        "# anything itself.",
         "kind=\"${1:?usage: drbd-event KIND}\"",
-        "exec salt-call --retcode-passthrough event.send \"trash/drbd/$kind\" \\",
-        "    resource=\"${DRBD_RESOURCE:-}\" minor=\"${DRBD_MINOR:-}\" \\",
-        "    peer=\"${DRBD_PEER:-${DRBD_PEER_ADDRESS:-}}\" >/dev/null 2>&1",
+        "clean() { printf %s \"$1\" | tr -cd 'A-Za-z0-9_.:-'; }",
+        "data=\"resource: '$(clean \"${DRBD_RESOURCE:-}\")', minor: '$(clean \"${DRBD_MINOR:-}\")',"
+        " peer: '$(clean \"${DRBD_PEER:-${DRBD_PEER_ADDRESS:-}}\")'\"",
+        "exec salt-call --local --retcode-passthrough event.fire \\",
+        "    \"{data: {$data}, tag: 'trash/drbd/$(clean \"$kind\")', events: null, pretag: null}\" \\",
+        "    fire_master >/dev/null 2>&1",
         ""])
 
 

@@ -6,7 +6,7 @@ import os
 import pytest
 
 from corosync_pair import running_pair, wait
-from modload import load, run_all, trash_module
+from modload import file_cache, load, run_all, trash_module
 from trashlib import model
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces need root")
@@ -18,7 +18,8 @@ def beacon(tmp_path, example_pillar, defaults):
     cfg = model.load(copy.deepcopy(example_pillar), defaults)
     with running_pair(cfg, tmp_path) as pair:
         in_ns = lambda cmd, **kw: run_all(["ip", "netns", "exec", pair.ns["node1"], *cmd], **kw)
-        trash = trash_module(example_pillar, "trash_for_beacon")
+        trash = trash_module(example_pillar, "trash_for_beacon",
+                             cachedir=file_cache(tmp_path / "cache"))
         trash.__salt__["cmd.run_all"] = in_ns
         bea = load("_beacons/trash_corosync.py", "trash_corosync_beacon", opts={"id": "node1"},
                    context={}, salt={"trash.corosync_snapshot": trash.corosync_snapshot,

@@ -1,8 +1,8 @@
 """Cluster events through the master's reactor to real local HTTP and SMTP receivers.
 
 The events are fired the way DRBD fires them: the rendered handler
-(/usr/local/lib/trash/drbd-event) runs ``salt-call event.send trash/drbd/<kind>`` on the
-node; a ``salt-call`` wrapper on PATH points it at that minion's configuration.
+(/usr/local/lib/trash/drbd-event) hands ``trash/drbd/<kind>`` to the node's running minion
+(``salt-call --local event.fire ... fire_master``), which forwards it to the master; a ``salt-call`` wrapper on PATH points it at that minion's configuration.
 """
 
 import datetime

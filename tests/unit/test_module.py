@@ -1,10 +1,13 @@
 """The trash execution module with the loader mocked: test mode, diffs, checks, secrets."""
 
 import os
+import pathlib
 from unittest import mock
 
 import pytest
 from salt.exceptions import CommandExecutionError
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
 def secrets(pillar):
@@ -29,6 +32,19 @@ def test_validate_lists_problems(trash_mod, example_pillar):
     result = trash_mod.validate()
     assert result["valid"] is False
     assert any(p.startswith("trash:guests:stinky:home:") for p in result["problems"])
+
+
+def test_the_beacons_read_the_defaults_from_the_file_cache_only(trash_mod, tmp_path):
+    """cached=True (the beacons, in the minion daemon) never asks the file client: it
+    reads what the last job cached, and says how to fill the cache when it is empty."""
+    trash_mod.__opts__["cachedir"] = str(tmp_path)
+    trash_mod.__salt__["cp.get_file_str"] = mock.Mock(side_effect=AssertionError("fetched"))
+    with pytest.raises(CommandExecutionError, match="not in this minion's file cache yet"):
+        trash_mod.config(cached=True)
+    cached = tmp_path / "files/base/trash/defaults.yaml"
+    cached.parent.mkdir(parents=True)
+    cached.write_text((ROOT / "salt/trash/defaults.yaml").read_text())
+    assert trash_mod.config(cached=True)["nodes"].keys() == {"node1", "node2"}
 
 
 def test_not_a_cluster_node(trash_mod):

@@ -129,12 +129,14 @@ def health(nodes=lab.NODES, wait=0, every=15, log=lab.say):
     a first converge under TCG), saying what is still awaited."""
     deadline = time.monotonic() + wait
     while True:
-        answers = {}
-        for node in nodes:
+        def status(node):
             try:
-                answers[node] = call(node, "trash.status", timeout=300)
+                return call(node, "trash.status", timeout=300)
             except lab.LabError as exc:
-                answers[node] = {"node": node, "verdict": "failed", "findings": [str(exc)]}
+                return {"node": node, "verdict": "failed", "findings": [str(exc)]}
+
+        with ThreadPoolExecutor(len(nodes)) as pool:
+            answers = dict(zip(nodes, pool.map(status, nodes)))
         if all(a.get("verdict") == "ok" for a in answers.values()) or time.monotonic() >= deadline:
             return answers
         pending = sorted({f for a in answers.values() for f in a.get("findings", [])

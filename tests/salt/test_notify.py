@@ -2,7 +2,8 @@
 
 The events are fired the way DRBD fires them: the rendered handler
 (/usr/local/lib/trash/drbd-event) hands ``trash/drbd/<kind>`` to the node's running minion
-(``salt-call --local event.fire ... fire_master``), which forwards it to the master; a ``salt-call`` wrapper on PATH points it at that minion's configuration.
+(``salt-call --local event.fire ... fire_master``), which forwards it to the master; a
+``salt-call`` wrapper on PATH points it at that minion's configuration.
 """
 
 import datetime

@@ -398,8 +398,8 @@ def loss(d, victim, how, timeout=600):
                          f"{victim}, at most {timeout} s")
     d.cut = time.time()
     if how == "links":
-        cut_links(victim, [f"eth{i}" for i in range(5)], serial=True)
-        d.mark(f"cut: eth0-eth4 and the serial cable of {victim} pulled", victim, t=d.cut,
+        cut_links(victim, [f"eth{i}" for i in lab.NICS], serial=True)
+        d.mark(f"cut: eth0-eth{lab.NICS[-1]} and the serial cable of {victim} pulled", victim, t=d.cut,
                source="host")
     else:
         rc, out = lab.bmc_request(victim, "off")
@@ -824,7 +824,7 @@ def plug_everything():
     for node in NODES:
         if not lab.qemu_pid(node):
             continue
-        for i in range(5):
+        for i in lab.NICS:
             lab.set_link(node, f"eth{i}", True)
         if lab.serial_backend(node) in (None, "null"):
             lab.set_serial(node, True)
@@ -835,7 +835,7 @@ def restore():
     d = Drill("restore")
     d.cut = time.time()
     plug_everything()
-    d.mark("every cable plugged (eth0-eth4, serial)", t=time.time(), source="host")
+    d.mark(f"every cable plugged (eth0-eth{lab.NICS[-1]}, serial)", t=time.time(), source="host")
     for node in NODES:
         rc, out = lab.bmc_request(node, "status")
         if not out.endswith(": on"):

@@ -26,8 +26,12 @@ NODES = ("node1", "node2")
 PEER = {"node1": "node2", "node2": "node1"}
 INDEX = {"node1": 1, "node2": 2}
 
-# Internet zone: one bridge, a tap per node's eth0; the bridge holds the pillar's gateway.
+# Internet zone: one bridge, a tap per node's eth0 and eth5 (the lab pillar bonds the two,
+# active-backup, as bond0); the bridge holds the pillar's gateway.
 INET_BRIDGE = "br-inet"
+INET_NICS = (0, 5)
+# every NIC of a node: eth0-eth4 as the servers have them, eth5 the bond's second member
+NICS = tuple(range(6))
 INET_GATEWAY = "192.0.2.1/24"
 # eth4 of each node is a point-to-point link to the PEER's BMC; the host side of the tap
 # holds that BMC's address (example pillar: nodes.<peer>.bmc.address, on the node's /30).
@@ -219,10 +223,10 @@ def make_network():
     ip("addr", "add", INET_GATEWAY, "dev", INET_BRIDGE)
     ip("link", "set", INET_BRIDGE, "up")
     for node in NODES:
-        for iface in (0, 4):
+        for iface in (*INET_NICS, 4):
             tap = f"{node}-eth{iface}"
             ip("tuntap", "add", "dev", tap, "mode", "tap")
-            if iface == 0:
+            if iface in INET_NICS:
                 ip("link", "set", tap, "master", INET_BRIDGE)
             else:
                 ip("addr", "add", BMC_ADDRESS[node], "dev", tap)
@@ -256,9 +260,9 @@ def qemu_argv(node, img):
          "-drive", f"if=none,id=raid,file={disks}/{node}-raid.qcow2,format=qcow2,discard=unmap",
          "-device", f"virtio-blk-pci,drive=raid,serial=raid-{node},addr=0x5",
          "-device", "virtio-rng-pci,addr=0x7"]
-    # NICs in PCI slot order = eth0..eth4 (net.ifnames=0)
-    for i in range(5):
-        if i in (0, 4):
+    # NICs in PCI slot order = eth0..eth5 (net.ifnames=0)
+    for i in NICS:
+        if i in (*INET_NICS, 4):
             a += ["-netdev", f"tap,id=net-eth{i},ifname={node}-eth{i},script=no,downscript=no"]
         else:
             a += ["-netdev", f"socket,id=net-eth{i},udp=127.0.0.1:{udp_port(i, peer)},"

@@ -2,13 +2,16 @@
 from the Internet zone (the lab's bridge in its namespace) and from the peer over each
 cross-link — a TCP connection to a port the ruleset accepts reaches the node (accepted, or
 refused by its kernel when nothing listens), a dropped one never gets an answer —, the VLAN
-bridges carrying tagged frames between the nodes, and the storage states refusing a disk
-with a foreign partition table, its data unchanged. Runs after test_converge.py."""
+bridges carrying tagged frames between the nodes, the Internet zone's bond losing a member,
+and the storage states refusing a disk with a foreign partition table, its data unchanged.
+Runs after test_converge.py."""
 
 import json
+import pathlib
+import re
 import subprocess
 import sys
-import pathlib
+import time
 
 import pytest
 
@@ -67,6 +70,46 @@ def test_the_internet_zone_reaches_ssh_only(converged):
     assert seen == {"192.0.2.11:22": "reached", "192.0.2.11:4505": "dropped",
                     "192.0.2.11:7788": "dropped", "192.0.2.11:21064": "dropped",
                     "192.0.2.11:49152": "dropped"}
+
+
+def bonding(lab, node):
+    """/proc/net/bonding/bond0 of ``node``: (active member, {member: MII status})."""
+    text = lab.run(node, "cat /proc/net/bonding/bond0", timeout=60).stdout
+    active = re.search(r"^Currently Active Slave: (\S+)", text, re.M)
+    members = dict(re.findall(r"^Slave Interface: (\S+)\nMII Status: (\S+)", text, re.M))
+    return (active.group(1) if active else None), members
+
+
+def wait_for(what, probe, timeout=120):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"not within {timeout} s: {what}")
+        time.sleep(2)
+
+
+def test_the_internet_zone_rides_a_bond_that_survives_a_member(converged):
+    """The lab pillar bonds eth0 and eth5 (active-backup) under vbr0: with the active
+    member's cable pulled the other takes over and ssh still answers from the Internet
+    zone; plugged again, both members are up."""
+    active, members = bonding(converged, "node1")
+    assert members == {"eth0": "up", "eth5": "up"}, members
+    assert active in members, active
+    other = next(m for m in members if m != active)
+    tlab.set_link("node1", active, False)
+    try:
+        wait_for(f"{other} active on node1's bond0",
+                 lambda: bonding(converged, "node1")[0] == other)
+        wait_for("ssh on node1 reached from the Internet zone over the bond's other member",
+                 lambda: probe_from_internet([["192.0.2.11", 22]])
+                 == {"192.0.2.11:22": "reached"})
+    finally:
+        tlab.set_link("node1", active, True)
+    wait_for("both members of node1's bond0 up again",
+             lambda: bonding(converged, "node1")[1] == {"eth0": "up", "eth5": "up"})
 
 
 def test_each_cluster_service_only_on_its_cross_link(converged):

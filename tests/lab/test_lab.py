@@ -67,7 +67,7 @@ def test_node_has_its_name_interfaces_and_raid_disk(lab, node):
     lines = out.splitlines()
     assert lines[0] == node
     macs = dict(re.findall(r"^\d+: (eth\d)[:@].*link/ether (\S+)", out, re.M))
-    assert macs == {f"eth{i}": lab.mac(node, i) for i in range(5)}, out
+    assert macs == {f"eth{i}": lab.mac(node, i) for i in lab.NICS}, out
     assert lines[-1].split() == ["vdb", str(4 << 30), f"raid-{node}"]
 
 

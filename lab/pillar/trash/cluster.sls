@@ -43,6 +43,13 @@ trash:
         username: fence
 
   network:
+    # the Internet zone on a bond of eth0 and eth5 (both cabled to the lab's br-inet)
+    zones:
+      internet: bond0
+    bonds:
+      bond0:
+        members: [eth0, eth5]
+        mode: active-backup
     vlans:
       1:
         bridge: vbr1

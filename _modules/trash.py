@@ -42,6 +42,7 @@ try:
     from trashlib import model as _model
     from trashlib import network as _network
     from trashlib import pcmk as _pcmk
+    from trashlib import raid as _raid
     from trashlib import status as _status
 
     HAS_LIB = True
@@ -862,8 +863,9 @@ def status():
     """
     The truth about this node in one look: a verdict (ok, degraded, failed) and one
     line per finding, worst first — membership, quorum and each heartbeat link from
-    corosync, nodes, failures and where every guest runs from Pacemaker, and files
-    that differ from the pillar. Secrets never appear.
+    corosync, nodes, failures and where every guest runs from Pacemaker, the mirrors,
+    the BMCs, the software RAID from /proc/mdstat, and files that differ from the
+    pillar. Secrets never appear.
 
     CLI Example:
 
@@ -921,13 +923,24 @@ def status():
         except CommandExecutionError:
             local = {n: "libvirtd unreachable" for n, g in cfg["guests"].items()
                      if g["storage"] == "local" and g["home"] == node}
+    mdstat = None
+    if cfg["nodes"][node].get("raid"):
+        try:
+            with open(__opts__.get("trash_proc_mdstat", "/proc/mdstat"), encoding="utf-8") as f:
+                mdstat = _raid.parse_mdstat(f.read())
+        except OSError:
+            mdstat = {}  # no md driver: the array is not there
     result = _status.assess(cfg, node, links, quorum, pacemaker, drift, drbd, bmcs, local,
-                            constraints)
+                            constraints, mdstat)
     result = {"node": node, **result}
     if drbd is not None:
         result["mirrors"] = {
             name: _drbd.describe(drbd.get(res["minor"]))
             for name, res in sorted(cfg["drbd"]["resources"].items())}
+    if mdstat is not None:
+        md = mdstat.get(cfg["nodes"][node]["disk"].rsplit("/", 1)[-1])
+        result["raid"] = (f"{md['level']} {md['status'] or ''} {md['sync'] or ''}".strip()
+                          if md else "not assembled")
     if bmcs is not None:
         result["fencing"] = {target: e["state"] for target, e in bmcs.items()}
     if local:

@@ -23,6 +23,7 @@ for _name in [n for n in sys.modules if n == "trashlib" or n.startswith("trashli
     del sys.modules[_name]
 
 try:
+    from trashlib import raid as _raid
     from trashlib import storage as _storage
 
     HAS_LIB = True
@@ -131,6 +132,138 @@ def read_disk(device):
     return _storage.Disk(device, size, sector, None, signature(device) or None)
 
 
+def _md_sysfs(device, attr):
+    try:
+        with open(f"/sys/block/{os.path.basename(device)}/md/{attr}", encoding="utf-8") as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
+def _md_array(device):
+    """The md device as the kernel reports it (raid.Array), None when there is none."""
+    state = _md_sysfs(device, "array_state")
+    if state is None:
+        return None
+    if state in ("clear", "inactive"):
+        return _raid.Array(state)
+    res = _run(["mdadm", "--detail", "--export", device], env={"LC_ALL": "C"})
+    if res["retcode"] != 0:
+        raise CommandExecutionError(f"mdadm --detail {device}: "
+                                    f"{(res['stderr'] or res['stdout']).strip()}")
+    detail = _raid.parse_export(res["stdout"])
+    return _raid.Array(state, detail.get("MD_LEVEL"), detail.get("MD_UUID"),
+                       int(detail.get("MD_DEVICES", 0)), _raid.detail_members(detail),
+                       int(_md_sysfs(device, "degraded") or 0),
+                       _md_sysfs(device, "sync_action") or "idle")
+
+
+def _md_member(path):
+    """What the member device ``path`` holds (raid.Member)."""
+    if not os.path.exists(path):
+        return _raid.Member()
+    real = os.path.realpath(path)
+    try:
+        holders = tuple(sorted(os.listdir(f"/sys/class/block/{os.path.basename(real)}/holders")))
+    except OSError:
+        holders = ()
+    res = _run(["mdadm", "--examine", "--export", real], env={"LC_ALL": "C"})
+    block = _raid.parse_export(res["stdout"]) if res["retcode"] == 0 else {}
+    return _raid.Member(real, holders, block or None, signature(real))
+
+
+def _initramfs(conf):
+    """Rebuild the initramfs so that early boot assembles the array under its name."""
+    if not shutil.which("update-initramfs"):
+        return None
+    res = _run(["update-initramfs", "-u"])
+    if res["retcode"] != 0:
+        # the line is in mdadm.conf now, so the next run sees nothing to do: say it once
+        return (f"{conf} names the array now, but update-initramfs -u failed: "
+                f"{(res['stderr'] or res['stdout']).strip()}; run it by hand, else the "
+                "initramfs may assemble the array under another name at the next boot")
+    return None
+
+
+def raid(test=False, conf=_raid.CONF):
+    """
+    Create or assemble this node's software RAID array (``trash:nodes:<node>:raid``)
+    and name it in mdadm.conf (then the initramfs is rebuilt) so that every boot
+    assembles it under the pillar's device name.
+
+    An array is created only on members that hold nothing at all (no md superblock,
+    partition table, filesystem or other signature, not in use); members that carry the
+    superblocks of one array of the pillar's level are assembled, never recreated.
+    Anything else is refused, with what was found, and nothing is changed. A running
+    array is never changed: a missing member is reported with the command that adds
+    the replaced disk. ``test=True`` shows the plan.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call trash_storage.raid test=True
+    """
+    cfg = __salt__["trash.config"]()
+    node = __opts__["id"]
+    if node not in cfg["nodes"]:
+        raise CommandExecutionError(f"trash_storage: {node!r} is not a cluster node")
+    want = _raid.wanted(cfg, node)
+    if want is None:
+        return {"result": True, "changes": {},
+                "comment": f"{cfg['nodes'][node]['disk']} is not a software RAID of the pillar"}
+    if not shutil.which("mdadm"):
+        raise CommandExecutionError("trash_storage: mdadm is not installed (trash.packages "
+                                    "installs it on a node with trash:nodes:<node>:raid)")
+    array = _md_array(want.device)
+    todo = _raid.plan(want, array, {m: _md_member(m) for m in want.members})
+    if todo.refusals:
+        return _refused(f"build {_raid.describe(want)}", todo.refusals)
+    changes = {}
+    if todo.action:
+        changes[want.device] = {"old": None, "new": f"{todo.action}d: RAID {want.level} of "
+                                                    f"{', '.join(want.members)}"}
+        if test:
+            changes[conf] = {"old": None, "new": f"ARRAY {want.device} with the new UUID, "
+                                                 "then update-initramfs -u"}
+            return {"result": None, "changes": changes,
+                    "comment": "\n".join([f"would run: {' '.join(todo.command)}",
+                                          *todo.notes])}
+        res = _run(list(todo.command), env={"LC_ALL": "C"})
+        if shutil.which("udevadm"):
+            _run(["udevadm", "settle", "--timeout=60"])
+        array = _md_array(want.device)
+        if res["retcode"] != 0 or array is None or array.state in ("clear", "inactive"):
+            return {"result": False, "changes": {},
+                    "comment": f"{' '.join(todo.command)} failed: "
+                               f"{(res['stderr'] or res['stdout']).strip()}"}
+    try:
+        with open(conf, encoding="utf-8") as handle:
+            text = handle.read()
+    except FileNotFoundError:
+        text = ""
+    line, refusal = _raid.conf_plan(want, array.uuid, text)
+    if refusal:
+        return {"result": False, "changes": changes, "comment": refusal}
+    notes = list(todo.notes)
+    if todo.action:
+        notes += _raid.health(want, array, {m: os.path.realpath(m) for m in want.members})
+    if line:
+        changes[conf] = {"old": None, "new": line}
+        if test:
+            return {"result": None, "changes": changes,
+                    "comment": "\n".join([f"would add to {conf}: {line}, then "
+                                          "update-initramfs -u"] + notes)}
+        os.makedirs(os.path.dirname(conf), exist_ok=True)
+        _append(conf, text, [line])
+        failed = _initramfs(conf)
+        if failed:
+            return {"result": False, "changes": changes, "comment": failed}
+    head = (f"{todo.action}d {_raid.describe(want)}" if todo.action
+            else f"{_raid.describe(want)} is running")
+    return {"result": True, "changes": changes, "comment": "\n".join([head] + notes)}
+
+
 def _plan(layout):
     disk = read_disk(layout.disk)
     first = _storage.plan(layout, disk)
@@ -141,8 +274,17 @@ def _plan(layout):
     return disk, _storage.plan(layout, disk, probes)
 
 
+def _array_pending(want):
+    """True when ``want``'s disk is a software RAID of the pillar that is not there yet
+    (in test mode of a whole apply the RAID state creates it first)."""
+    cfg = __salt__["trash.config"]()
+    return bool(cfg["nodes"][__opts__["id"]].get("raid")) and not os.path.exists(want.disk)
+
+
 def _created_by_layout(want):
     """Numbers of the partitions the layout would create now (none when it refuses)."""
+    if _array_pending(want):
+        return {p.number for p in want.partitions}
     _, plan = _plan(want)
     return set() if plan.refusals else {p.number for p in plan.create}
 
@@ -169,6 +311,10 @@ def layout(test=False):
         salt-call trash_storage.layout test=True
     """
     want = _layout()
+    if test and _array_pending(want):
+        return {"result": None, "changes": {},
+                "comment": f"{want.disk} does not exist yet (the RAID state creates it): its "
+                           "partitions are planned once it does"}
     disk, plan = _plan(want)
     if plan.refusals:
         return _refused(f"partition {want.disk}", plan.refusals)
@@ -403,7 +549,7 @@ def _append(path, text, lines):
     new = text + ("" if not text or text.endswith("\n") else "\n") + "\n".join(lines) + "\n"
     directory = os.path.dirname(os.path.abspath(path))
     mode = os.stat(path).st_mode & 0o7777 if os.path.exists(path) else 0o644
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".trash-fstab-")
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".trash-")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(new)

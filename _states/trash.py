@@ -117,6 +117,20 @@ def corosync_reloaded(name):
     return _translate(name, "trash.corosync_reload")
 
 
+def storage_raid(name):
+    """
+    Create (on members that hold nothing) or assemble (from its own superblocks) this
+    node's software RAID array and name it in mdadm.conf; refuse anything else. A node
+    without ``trash:nodes:<node>:raid`` has nothing to do.
+
+    .. code-block:: yaml
+
+        trash-storage-raid:
+          trash.storage_raid: []
+    """
+    return _translate(name, "trash_storage.raid")
+
+
 def storage_layout(name):
     """
     Create the partitions of ``trash:storage`` that this node's disk lacks; refuse

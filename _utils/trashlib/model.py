@@ -24,7 +24,11 @@ _IFNAME = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
 _SIZE = re.compile(r"^([0-9]+)([KMGT]?)$")
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
-NODE_KEYS = {"nodeid", "disk", "addresses", "gateway", "bmc"}
+NODE_KEYS = {"nodeid", "disk", "raid", "addresses", "gateway", "bmc"}
+RAID_KEYS = {"level", "members"}
+# mdadm levels the formula creates, with the fewest members each needs
+RAID_LEVELS = {1: 2, 5: 3, 6: 4, 10: 2}
+_MD = re.compile(r"^/dev/md[0-9]+$")
 BMC_KEYS = {"address", "username", "password", "port"}
 PARTITION_KEYS = {"size", "filesystem", "mount", "drbd"}
 DRBD_KEYS = {"minor", "port", "partition", "dual_primary", "home"}
@@ -249,6 +253,8 @@ def _check_nodes(chk, cfg):
         disk = chk.typed(node.get("disk"), f"{np}:disk", str)
         if disk is not None and not disk.startswith("/dev/"):
             chk.err(f"{np}:disk", f"{disk!r} is not a device path under /dev/")
+        if node.get("raid") is not None:
+            _check_raid(chk, node["raid"], disk, f"{np}:raid")
         addrs = chk.typed(node.get("addresses"), f"{np}:addresses", dict)
         for zone in NODE_ADDRESS_ZONES if addrs is not None else ():
             ap = f"{np}:addresses:{zone}"
@@ -291,6 +297,30 @@ def _check_nodes(chk, cfg):
     if len(valid) == 2 and not chk.problems:
         _check_cross_links(chk, cfg, sorted(valid))
     return valid
+
+
+def _check_raid(chk, raid, disk, path):
+    """trash:nodes:<node>:raid: the software RAID array that ``disk`` names."""
+    if chk.typed(raid, path, dict) is None:
+        return
+    chk.keys(raid, path, RAID_KEYS)
+    level = chk.typed(raid.get("level"), f"{path}:level", int)
+    if level is not None and level not in RAID_LEVELS:
+        chk.err(f"{path}:level", f"{level} must be one of {', '.join(map(str, RAID_LEVELS))}")
+    members = chk.typed(raid.get("members"), f"{path}:members", list) or []
+    for i, member in enumerate(members):
+        if not isinstance(member, str) or not member.startswith("/dev/"):
+            chk.err(f"{path}:members", f"{member!r} is not a device path under /dev/")
+        elif member in members[:i]:
+            chk.err(f"{path}:members", f"{member} is named twice")
+        elif member == disk:
+            chk.err(f"{path}:members", f"{member} is the array itself (trash:nodes:…:disk)")
+    if level in RAID_LEVELS and members and len(members) < RAID_LEVELS[level]:
+        chk.err(f"{path}:members", f"RAID {level} needs at least {RAID_LEVELS[level]} "
+                                   f"members, found {len(members)}")
+    if isinstance(disk, str) and not _MD.match(disk):
+        chk.err(f"{path[:-len(':raid')]}:disk",
+                f"{disk!r} must be the array's device /dev/md<N> when raid is set")
 
 
 def _unique_ip(chk, seen, ip, path):
@@ -723,6 +753,7 @@ def _normalise(cfg):
         node["fqdn"] = f"{name}.{cfg['cluster']['domain']}" if cfg["cluster"]["domain"] else name
         node["ip"] = {z: str(ipaddress.ip_interface(a).ip) for z, a in node["addresses"].items()}
         node["bmc"].setdefault("port", 623)
+        node.setdefault("raid", None)
     cfg["cluster"]["nodes"] = names
     if cfg["salt"]["masters"] == "all":
         cfg["salt"]["masters"] = names

@@ -106,6 +106,27 @@ def _drbd(cfg, node, proc):
     return out
 
 
+def _raid(cfg, node, mdstat):
+    """Findings about this node's software RAID from /proc/mdstat (parsed)."""
+    if mdstat is None or not cfg["nodes"][node].get("raid"):
+        return []
+    disk = cfg["nodes"][node]["disk"]
+    md = mdstat.get(disk.rsplit("/", 1)[-1])
+    if md is None or md["state"] != "active":
+        state = "not assembled" if md is None else md["state"]
+        return [(FAILED, f"the RAID array {disk} is {state}: the partitions, mirrors and "
+                         "guests on it are unavailable")]
+    out = []
+    if md["status"] and "_" in md["status"]:
+        out.append((DEGRADED, f"the RAID array {disk} is degraded {md['status']} (members "
+                              f"present: {', '.join(md['members'])}); once the disk is "
+                              f"replaced: mdadm {disk} --add <disk>"))
+    if md["sync"]:
+        out.append((DEGRADED, f"the RAID array {disk}: {md['sync']} (its redundancy is "
+                              "complete once it ends)"))
+    return out
+
+
 def _fencing(cfg, node, bmcs):
     """Findings about the BMCs this node fences through: fencing that cannot work."""
     out = []
@@ -148,12 +169,12 @@ def _constraints(foreign):
 
 
 def assess(cfg, node, links=None, quorum=None, pacemaker=None, drift=None, drbd=None,
-           bmcs=None, local=None, constraints=None):
+           bmcs=None, local=None, constraints=None, mdstat=None):
     """{"verdict", "findings": [lines, worst first]} for ``node``; ``constraints``: the
-    ones the formula does not own (attribute dicts)."""
+    ones the formula does not own (attribute dicts); ``mdstat``: /proc/mdstat parsed."""
     findings = _corosync(cfg, node, links, quorum) + _pacemaker(cfg, node, pacemaker) + \
         _drbd(cfg, node, drbd) + _fencing(cfg, node, bmcs) + _local_guests(node, local) + \
-        _constraints(constraints)
+        _constraints(constraints) + _raid(cfg, node, mdstat)
     for concern, paths in sorted((drift or {}).items()):
         if paths:
             findings.append((DEGRADED, f"{concern} files differ from the pillar: "

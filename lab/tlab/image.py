@@ -47,6 +47,9 @@ LAB_PACKAGES = [
     "dbus", "netbase", "kmod", "udev", "procps", "psmisc", "less", "ca-certificates",
     # the lab's plumbing: host->guest commands over virtio-serial; the initramfs's shell
     "qemu-guest-agent", "busybox-static",
+    # the lab pillar's software RAID: trash.packages adds mdadm on such a node, and the
+    # lab's nodes have no mirror to fetch it from
+    "mdadm",
 ]
 
 
@@ -60,6 +63,8 @@ DISABLED_UNITS = [
     "chrony", "drbd", "dlm", "lvmlockd", "lvmlocks", "nftables",
     "apt-daily.timer", "apt-daily-upgrade.timer", "man-db.timer", "e2scrub_all.timer",
     "e2scrub_reap", "fstrim.timer", "logrotate.timer",
+    # mdadm's monthly check would read both RAID disks in whatever test runs then
+    "mdcheck_start.timer", "mdcheck_continue.timer", "mdmonitor-oneshot.timer",
 ]
 
 # modules the initramfs loads (with their dependencies) before it mounts /dev/vda

@@ -21,6 +21,7 @@ NETNS = os.environ.get("TRASHLAB_NS", "trashlab")
 RUN = pathlib.Path(os.environ.get("TRASHLAB_RUN", "/run/trashlab"))  # sockets, pid files
 MEMORY = os.environ.get("TRASHLAB_MEMORY", "1536")                 # MiB per machine
 RAID_SIZE = "4G"
+RAID_DISKS = ("raid", "raid2")  # /dev/vdb, /dev/vdc: the lab pillar's RAID 1 members
 
 NODES = ("node1", "node2")
 PEER = {"node1": "node2", "node2": "node1"}
@@ -256,9 +257,11 @@ def qemu_argv(node, img):
          "-drive", f"if=none,id=root,file={disks}/{node}-root.qcow2,format=qcow2,"
                    "cache=unsafe,discard=unmap",
          "-device", "virtio-blk-pci,drive=root,addr=0x4",
-         # /dev/vdb: the node's RAID array (empty, sparse)
+         # /dev/vdb and /dev/vdc: the two disks of the node's RAID 1 (empty, sparse)
          "-drive", f"if=none,id=raid,file={disks}/{node}-raid.qcow2,format=qcow2,discard=unmap",
          "-device", f"virtio-blk-pci,drive=raid,serial=raid-{node},addr=0x5",
+         "-drive", f"if=none,id=raid2,file={disks}/{node}-raid2.qcow2,format=qcow2,discard=unmap",
+         "-device", f"virtio-blk-pci,drive=raid2,serial=raid2-{node},addr=0x8",
          "-device", "virtio-rng-pci,addr=0x7"]
     # NICs in PCI slot order = eth0..eth5 (net.ifnames=0)
     for i in NICS:
@@ -290,11 +293,12 @@ def qemu_argv(node, img):
 
 def create_disks(node, img):
     disks = disks_dir()
-    for f in ("root", "raid"):
+    for f in ("root", *RAID_DISKS):
         (disks / f"{node}-{f}.qcow2").unlink(missing_ok=True)
     sh(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b",
         str(img / "base.qcow2"), str(disks / f"{node}-root.qcow2")])
-    sh(["qemu-img", "create", "-q", "-f", "qcow2", str(disks / f"{node}-raid.qcow2"), RAID_SIZE])
+    for f in RAID_DISKS:
+        sh(["qemu-img", "create", "-q", "-f", "qcow2", str(disks / f"{node}-{f}.qcow2"), RAID_SIZE])
     (logs_dir() / f"{node}-console.log").write_text("")
 
 

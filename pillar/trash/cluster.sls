@@ -10,6 +10,9 @@ trash:
   nodes:
     node1:
       nodeid: 1
+      # the hardware RAID array; for a software RAID the formula builds (docs/pillar.md):
+      #   disk: /dev/md0
+      #   raid: {level: 1, members: [/dev/sda, /dev/sdb]}
       disk: /dev/sda
       addresses:
         internet: 192.0.2.11/24

@@ -71,6 +71,26 @@ def second(first):
     return results
 
 
+def test_a_dry_run_on_the_blank_disks_shows_the_array_and_changes_nothing(lab):
+    """state.sls trash.storage test=True before the first converge: the RAID state names
+    the mdadm command it would run, the partition, filesystem and mount states wait for the
+    array, and both disks are still blank afterwards."""
+    converge.push(NODES)
+    for node in NODES:
+        ret = converge.call(node, "state.sls", "trash.storage", "test=True")
+        states = {s["__id__"]: s for s in ret.values()}
+        md = states["trash-storage-raid"]
+        assert md["result"] is None, md
+        assert ("would run: mdadm --create /dev/md0 --run --metadata=1.2 --level=1 "
+                "--raid-devices=2 /dev/vdb /dev/vdc") in md["comment"], md["comment"]
+        for sid in ("trash-storage-partitions-created", "trash-storage-filesystems-created",
+                    "trash-storage-mounted"):
+            assert states[sid]["result"] is None, states[sid]
+        assert "does not exist yet" in states["trash-storage-partitions-created"]["comment"]
+        assert ok(lab, node, "test -e /dev/md0 || echo absent; blkid -p /dev/vdb /dev/vdc "
+                             "| wc -l").split() == ["absent", "0"]
+
+
 def test_first_converge_has_no_failed_state(first):
     for node, res in first.items():
         assert not res["error"], f"{node}: {res['error']}"
@@ -163,15 +183,29 @@ def test_second_converge_changes_nothing(second):
 
 
 @pytest.mark.parametrize("node", NODES)
+def test_the_raid_array_was_created_and_is_named_in_mdadm_conf(lab, first, node):
+    """The formula made /dev/md0 a RAID 1 of the two empty disks and named it in
+    mdadm.conf, so that a boot assembles it under that name (the power-off drills boot
+    the nodes again and need it there)."""
+    from trashlib import raid
+    detail = raid.parse_export(ok(lab, node, "mdadm --detail --export /dev/md0"))
+    assert detail["MD_LEVEL"] == "raid1" and detail["MD_DEVICES"] == "2", detail
+    assert raid.detail_members(detail) == ("/dev/vdb", "/dev/vdc"), detail
+    conf = raid.parse_conf(ok(lab, node, f"cat {raid.CONF}"))
+    assert [(d, raid.norm_uuid(k["uuid"])) for d, k in conf] == \
+        [("/dev/md0", raid.norm_uuid(detail["MD_UUID"]))], conf
+
+
+@pytest.mark.parametrize("node", NODES)
 def test_raid_disk_has_the_pillar_partitions_and_local_is_mounted(lab, first, node):
-    table = json.loads(ok(lab, node, "sfdisk --json /dev/vdb"))["partitiontable"]
+    table = json.loads(ok(lab, node, "sfdisk --json /dev/md0"))["partitiontable"]
     assert table["label"] == "gpt"
-    sizes = {int(p["node"].removeprefix("/dev/vdb")): p["size"] * table.get("sectorsize", 512)
+    sizes = {int(p["node"].removeprefix("/dev/md0p")): p["size"] * table.get("sectorsize", 512)
              for p in table["partitions"]}
     want = {n: int(spec["size"][:-1]) << 20 for n, spec in PILLAR["storage"]["partitions"].items()}
     assert sizes == want
     mount = ok(lab, node, "findmnt -no SOURCE,FSTYPE /local && awk '$2 == \"/local\"' /etc/fstab | wc -l")
-    assert mount.split() == ["/dev/vdb5", "ext4", "1"]
+    assert mount.split() == ["/dev/md0p5", "ext4", "1"]
 
 
 @pytest.mark.parametrize("node", NODES)
@@ -181,7 +215,7 @@ def test_drbd_metadata_on_the_mirror_partitions(lab, first, node):
     from trashlib import drbd
     for name, res in sorted(PILLAR["drbd"]["resources"].items()):
         shown = ok(lab, node, f"/usr/lib/drbd/drbdsetup-84 show {res['minor']}")
-        assert re.search(rf'^\s*disk\s+"/dev/vdb{res["partition"]}";$', shown, re.M), shown
+        assert re.search(rf'^\s*disk\s+"/dev/md0p{res["partition"]}";$', shown, re.M), shown
         assert re.search(r"^\s*meta-disk\s+internal;$", shown, re.M), shown
         gi = drbd.parse_gi(ok(lab, node, f"drbdadm get-gi {name}"))
         assert not drbd.never_synced(gi), f"{name}: {gi}"

@@ -15,6 +15,8 @@ import time
 
 import pytest
 
+from trashlib import raid
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "lab"))
 
@@ -173,15 +175,72 @@ def test_storage_refuses_a_disk_with_a_foreign_table_and_leaves_it_intact(conver
     digest = "dd if=/local/foreign.img bs=1M count=8 status=none | sha256sum"
     try:
         before = converged.run("node1", digest, timeout=60).stdout
-        override = json.dumps({"trash": {"nodes": {"node1": {"disk": loop}}}})
+        override = json.dumps({"trash": {"nodes": {"node1": {"disk": loop, "raid": None}}}})
         ret = converge.call("node1", "state.sls", "trash.storage", f"pillar={override}")
         results = {s["__id__"]: s for s in ret.values()}
         part = results["trash-storage-partitions-created"]
         assert part["result"] is False and part["changes"] == {}, part
         assert "refus" in part["comment"] and loop in part["comment"], part["comment"]
-        assert all(s["result"] is False for s in results.values()), results
+        # the RAID state has nothing to do: this disk is no software RAID of the pillar
+        assert results["trash-storage-raid"]["changes"] == {}, results
+        assert all(results[i]["result"] is False for i in (
+            "trash-storage-partitions-created", "trash-storage-filesystems-created",
+            "trash-storage-mounted")), results
         assert converged.run("node1", digest, timeout=60).stdout == before
         table = json.loads(converged.run("node1", f"sfdisk --json {loop}", timeout=60).stdout)
         assert [p["size"] for p in table["partitiontable"]["partitions"]] == [409600]
     finally:
         converged.run("node1", f"losetup -d {loop}; rm -f /local/foreign.img", timeout=60)
+
+
+def storage_with(node, disk, raid):
+    """state.sls trash.storage on ``node`` with its disk and raid overridden: {id: state}."""
+    override = json.dumps({"trash": {"nodes": {node: {"disk": disk, "raid": raid}}}})
+    ret = converge.call(node, "state.sls", "trash.storage", f"pillar={override}")
+    return {s["__id__"]: s for s in ret.values()}
+
+
+def test_raid_is_created_on_empty_members_assembled_from_its_own_and_never_over_data(converged):
+    """On node1's loop devices: members holding data are refused and left intact; empty
+    ones become an array; stopped, it is assembled again (same UUID), never recreated."""
+    node = "node1"
+    files = ["/local/raid-a.img", "/local/raid-b.img"]
+    setup = (f"set -e; cp {raid.CONF} /local/mdadm.conf.saved; "
+             f"for f in {' '.join(files)}; do rm -f $f; truncate -s 64M $f; done; "
+             f"printf 'label: gpt\\nstart=2048, size=40960, type=L\\n' | sfdisk -q {files[0]}; "
+             f"dd if=/dev/urandom of={files[0]} bs=1M seek=1 count=4 conv=notrunc status=none; "
+             + "; ".join(f"losetup -f --show {f}" for f in files))
+    r = converged.run(node, setup, timeout=120)
+    assert r.returncode == 0, r.stderr
+    loops = r.stdout.split()
+    spec = {"level": 1, "members": loops}
+    digest = f"sha256sum {files[0]}"
+    try:
+        before = converged.run(node, digest, timeout=60).stdout
+        state = storage_with(node, "/dev/md9", spec)["trash-storage-raid"]
+        assert state["result"] is False and state["changes"] == {}, state
+        assert f"{loops[0]} holds a partition table (gpt)" in state["comment"], state["comment"]
+        assert converged.run(node, digest, timeout=60).stdout == before
+        assert converged.run(node, "test -e /sys/block/md9", timeout=60).returncode == 1
+
+        converged.run(node, f"wipefs -qa {loops[0]}", timeout=60)
+        state = storage_with(node, "/dev/md9", spec)["trash-storage-raid"]
+        assert state["result"] is True and "created" in state["changes"]["/dev/md9"]["new"], state
+        uuid = raid.parse_export(converged.run(
+            node, "mdadm --detail --export /dev/md9", timeout=60).stdout)["MD_UUID"]
+        assert state["changes"][raid.CONF]["new"] == f"ARRAY /dev/md9 metadata=1.2 UUID={uuid}"
+
+        converged.run(node, "mdadm --stop /dev/md9", timeout=60)
+        state = storage_with(node, "/dev/md9", spec)["trash-storage-raid"]
+        assert state["result"] is True, state
+        assert list(state["changes"]) == ["/dev/md9"], state
+        assert "assembled" in state["changes"]["/dev/md9"]["new"], state
+        detail = raid.parse_export(converged.run(
+            node, "mdadm --detail --export /dev/md9", timeout=60).stdout)
+        assert detail["MD_UUID"] == uuid, detail
+        state = storage_with(node, "/dev/md9", spec)["trash-storage-raid"]
+        assert state["result"] is True and state["changes"] == {}, state
+    finally:
+        converged.run(node, "mdadm --stop /dev/md9 2>/dev/null; "
+                            f"losetup -d {' '.join(loops)}; rm -f {' '.join(files)}; "
+                            f"mv /local/mdadm.conf.saved {raid.CONF}", timeout=120)

@@ -62,13 +62,14 @@ def test_lab_addresses_match_the_example_pillar(lab, example_pillar):
 
 
 @pytest.mark.parametrize("node", NODES)
-def test_node_has_its_name_interfaces_and_raid_disk(lab, node):
-    out = ok(lab, node, "hostname; ip -o link; lsblk -bdno NAME,SIZE,SERIAL /dev/vdb")
+def test_node_has_its_name_interfaces_and_raid_disks(lab, node):
+    out = ok(lab, node, "hostname; ip -o link; lsblk -bdno NAME,SIZE,SERIAL /dev/vdb /dev/vdc")
     lines = out.splitlines()
     assert lines[0] == node
     macs = dict(re.findall(r"^\d+: (eth\d)[:@].*link/ether (\S+)", out, re.M))
     assert macs == {f"eth{i}": lab.mac(node, i) for i in lab.NICS}, out
-    assert lines[-1].split() == ["vdb", str(4 << 30), f"raid-{node}"]
+    assert [line.split() for line in lines[-2:]] == [
+        ["vdb", str(4 << 30), f"raid-{node}"], ["vdc", str(4 << 30), f"raid2-{node}"]]
 
 
 @pytest.mark.parametrize("iface", ["eth1", "eth2", "eth3.101", "eth0", "eth4"])

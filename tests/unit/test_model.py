@@ -78,12 +78,32 @@ def test_missing_trash_pillar(defaults):
      "trash:storage:partitions:6", "both a filesystem and a DRBD"),
     (lambda t: t["drbd"].update(version="8.3"),
      "trash:drbd:version", "8.4"),
+    (lambda t: t["nodes"]["node1"].update(raid={"level": 1, "members": ["/dev/sda", "/dev/sdb"]}),
+     "trash:nodes:node1:disk", "/dev/md<N>"),
+    (lambda t: t["nodes"]["node1"].update(disk="/dev/md0", raid={"level": 4, "members": ["/dev/sda", "/dev/sdb"]}),
+     "trash:nodes:node1:raid:level", "one of 1, 5, 6, 10"),
+    (lambda t: t["nodes"]["node1"].update(disk="/dev/md0", raid={"level": 5, "members": ["/dev/sda", "/dev/sdb"]}),
+     "trash:nodes:node1:raid:members", "at least 3"),
+    (lambda t: t["nodes"]["node1"].update(disk="/dev/md0", raid={"level": 1, "members": ["/dev/sda", "/dev/sda"]}),
+     "trash:nodes:node1:raid:members", "named twice"),
+    (lambda t: t["nodes"]["node1"].update(disk="/dev/md0", raid={"level": 1, "members": ["sda", "/dev/sdb"]}),
+     "trash:nodes:node1:raid:members", "not a device path"),
+    (lambda t: t["nodes"]["node1"].update(disk="/dev/md0", raid={"level": 1, "disks": ["/dev/sda"]}),
+     "trash:nodes:node1:raid:disks", "unknown key"),
 ])
 def test_each_bad_pillar_is_named_by_its_key(example_pillar, defaults, change, key, words):
     change(example_pillar["trash"])
     found = problems(example_pillar, defaults)
     assert key in found, found
     assert words in found[key]
+
+
+def test_a_software_raid_node_is_valid_and_others_have_none(example_pillar, defaults):
+    example_pillar["trash"]["nodes"]["node1"].update(
+        disk="/dev/md0", raid={"level": 1, "members": ["/dev/sda", "/dev/sdb"]})
+    cfg = model.load(example_pillar, defaults)
+    assert cfg["nodes"]["node1"]["raid"] == {"level": 1, "members": ["/dev/sda", "/dev/sdb"]}
+    assert cfg["nodes"]["node2"]["raid"] is None
 
 
 def test_every_problem_is_reported_at_once(example_pillar, defaults):

@@ -154,3 +154,25 @@ def test_local_guests_not_running_are_named(cfg):
     assert ("degraded: /local guest ns1 is stopped on node1 (virsh start it; libvirt "
             "autostarts it at boot)") in result["findings"]
     assert not any("other" in f for f in result["findings"])
+
+
+@pytest.mark.parametrize("capture, level, words", [
+    ("mdstat-clean.txt", None, None),
+    ("mdstat-assembled.txt", None, None),
+    ("mdstat-resync.txt", "degraded", "the RAID array /dev/md9: resync 1.7%"),
+    ("mdstat-degraded.txt", "degraded", "is degraded U_ (members present: loop0); once the "
+                                        "disk is replaced: mdadm /dev/md9 --add <disk>"),
+    ("mdstat-inactive.txt", "failed", "the RAID array /dev/md9 is inactive"),
+    ("mdstat-none.txt", "failed", "the RAID array /dev/md9 is not assembled"),
+])
+def test_the_software_raid_from_real_mdstat(cfg, capture, level, words):
+    from trashlib import raid
+    cfg["nodes"]["node1"].update(disk="/dev/md9", raid={"level": 1, "members": ["/dev/loop0",
+                                                                                 "/dev/loop1"]})
+    mdstat = raid.parse_mdstat(text(f"raid/{capture}"))
+    found = status.assess(cfg, "node1", links("both"), quorum("both"), mdstat=mdstat)
+    lines = [f for f in found["findings"] if "RAID" in f]
+    if level is None:
+        assert lines == [], found
+    else:
+        assert len(lines) == 1 and lines[0].startswith(f"{level}: ") and words in lines[0], lines

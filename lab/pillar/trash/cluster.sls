@@ -1,6 +1,7 @@
 # The example cluster (pillar/trash/cluster.sls) as the lab's two QEMU machines have it
 # (lab/README.md): the same names and addresses (the lab wires exactly them), the RAID
-# array is /dev/vdb (4 GiB) and holds only what belongs on an array in the lab — / and
+# array is a software RAID 1, /dev/md0 of /dev/vdb and /dev/vdc (4 GiB each), that the
+# formula creates, and holds only what belongs on an array in the lab — / and
 # /var are on the lab's /dev/vda, swap is not needed —, guests are tiny and run under
 # TCG (domain_type qemu). The secrets are the example's (secrets.sls is a link to
 # pillar/trash/secrets.sls): the lab is not production.
@@ -17,7 +18,8 @@ trash:
   nodes:
     node1:
       nodeid: 1
-      disk: /dev/vdb
+      disk: /dev/md0
+      raid: {level: 1, members: [/dev/vdb, /dev/vdc]}
       addresses:
         internet: 192.0.2.11/24
         storage: 10.10.1.1/24
@@ -30,7 +32,8 @@ trash:
         username: fence
     node2:
       nodeid: 2
-      disk: /dev/vdb
+      disk: /dev/md0
+      raid: {level: 1, members: [/dev/vdb, /dev/vdc]}
       addresses:
         internet: 192.0.2.12/24
         storage: 10.10.1.2/24
@@ -62,7 +65,7 @@ trash:
     # the lab's Internet zone is the bridge br-inet in the lab's namespace
     ssh_sources: [192.0.2.0/24]
 
-  # /dev/vdb, numbered as in the design document; 1 (/), 2 (swap) and 4 (/var) are not
+  # /dev/md0, numbered as in the design document; 1 (/), 2 (swap) and 4 (/var) are not
   # on the lab's array. GPT leaves no gap for the missing numbers.
   storage:
     partitions:

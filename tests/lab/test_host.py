@@ -11,10 +11,10 @@ import pathlib
 import re
 import subprocess
 import sys
-import time
 
 import pytest
 
+from polling import wait_for
 from trashlib import raid
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -82,17 +82,6 @@ def bonding(lab, node):
     return (active.group(1) if active else None), members
 
 
-def wait_for(what, probe, timeout=120):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"not within {timeout} s: {what}")
-        time.sleep(2)
-
-
 def test_the_internet_zone_rides_a_bond_that_survives_a_member(converged):
     """The lab pillar bonds eth0 and eth5 (active-backup) under vbr0: with the active
     member's cable pulled the other takes over and ssh still answers from the Internet
@@ -103,15 +92,15 @@ def test_the_internet_zone_rides_a_bond_that_survives_a_member(converged):
     other = next(m for m in members if m != active)
     tlab.set_link("node1", active, False)
     try:
-        wait_for(f"{other} active on node1's bond0",
-                 lambda: bonding(converged, "node1")[0] == other)
-        wait_for("ssh on node1 reached from the Internet zone over the bond's other member",
-                 lambda: probe_from_internet([["192.0.2.11", 22]])
-                 == {"192.0.2.11:22": "reached"})
+        wait_for(lambda: bonding(converged, "node1")[0] == other, timeout=120, interval=2,
+                 what=f"{other} active on node1's bond0")
+        wait_for(lambda: probe_from_internet([["192.0.2.11", 22]])
+                 == {"192.0.2.11:22": "reached"}, timeout=120, interval=2,
+                 what="ssh on node1 reached from the Internet zone over the bond's other member")
     finally:
         tlab.set_link("node1", active, True)
-    wait_for("both members of node1's bond0 up again",
-             lambda: bonding(converged, "node1")[1] == {"eth0": "up", "eth5": "up"})
+    wait_for(lambda: bonding(converged, "node1")[1] == {"eth0": "up", "eth5": "up"},
+             timeout=120, interval=2, what="both members of node1's bond0 up again")
 
 
 def test_each_cluster_service_only_on_its_cross_link(converged):

@@ -15,27 +15,15 @@ import http.server
 import pathlib
 import socketserver
 import threading
-import time
 
 import pytest
 import yaml
+from polling import wait_for
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 NODES = ("node1", "node2")
 # in trash:notify of the test pillar; the runner's default is the real one (300 s)
 RATE_LIMIT = 300
-
-
-def wait_for(condition, timeout=60, interval=0.05, what="condition"):
-    """Poll ``condition`` until it returns something true; fail after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(interval)
 
 
 def replace_prefix(tree, old, new):

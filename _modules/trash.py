@@ -938,9 +938,13 @@ def status():
             name: _drbd.describe(drbd.get(res["minor"]))
             for name, res in sorted(cfg["drbd"]["resources"].items())}
     if mdstat is not None:
-        md = mdstat.get(cfg["nodes"][node]["disk"].rsplit("/", 1)[-1])
-        result["raid"] = (f"{md['level']} {md['status'] or ''} {md['sync'] or ''}".strip()
-                          if md else "not assembled")
+        disk = cfg["nodes"][node]["disk"]
+        md = mdstat.get(disk.rsplit("/", 1)[-1])
+        if md is None or md["state"] != "active":
+            result["raid"] = f"{disk} {'not assembled' if md is None else md['state']}"
+        else:
+            result["raid"] = f"{disk} {md['level']} [{md['status']}]" + (
+                f", {md['sync']}" if md["sync"] else "")
     if bmcs is not None:
         result["fencing"] = {target: e["state"] for target, e in bmcs.items()}
     if local:

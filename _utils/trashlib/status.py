@@ -118,7 +118,7 @@ def _raid(cfg, node, mdstat):
                          "guests on it are unavailable")]
     out = []
     if md["status"] and "_" in md["status"]:
-        out.append((DEGRADED, f"the RAID array {disk} is degraded {md['status']} (members "
+        out.append((DEGRADED, f"the RAID array {disk} is degraded [{md['status']}] (members "
                               f"present: {', '.join(md['members'])}); once the disk is "
                               f"replaced: mdadm {disk} --add <disk>"))
     if md["sync"]:

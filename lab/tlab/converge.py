@@ -152,6 +152,8 @@ def health_lines(answers):
     for node, st in answers.items():
         lines.append(f"== {node}: {st.get('verdict', '?').upper()}")
         lines += [f"   {f}" for f in st.get("findings", [])]
+        if st.get("raid"):
+            lines.append(f"   raid: {st['raid']}")
         for key in ("mirrors", "guests", "fencing"):
             if st.get(key):
                 lines.append(f"   {key}: " + ", ".join(

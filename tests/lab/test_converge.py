@@ -254,6 +254,7 @@ def test_status_says_ok_on_a_converged_cluster(lab, settled):
             f"Connected {roles} UpToDate/UpToDate" for roles in
             ("Primary/Primary", "Primary/Secondary", "Secondary/Primary")}, st
         assert st["fencing"] == {"node2" if node == "node1" else "node1": "on"}, st
+        assert st["raid"] == "/dev/md0 raid1 [UU]", st
 
 
 def test_pulled_backchannel_keeps_membership_over_storage_and_serial(lab, first):

@@ -12,8 +12,9 @@ from corosync_pair import running_pair, wait
 from modload import run_all, trash_module
 from trashlib import cib, model
 
+DATA = pathlib.Path(__file__).resolve().parents[1] / "data"
 # node1's mirrors as the lab's node1 had them under Pacemaker (a real capture)
-PROC_DRBD = pathlib.Path(__file__).resolve().parents[1] / "data/drbd/proc-node1-running.txt"
+PROC_DRBD = DATA / "drbd/proc-node1-running.txt"
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces need root")
 
@@ -44,6 +45,24 @@ def test_healthy_cluster_is_ok(node1):
     assert result["mirrors"] == {"mirror0": "Connected Primary/Primary UpToDate/UpToDate",
                                  "mirror1": "Connected Primary/Secondary UpToDate/UpToDate",
                                  "mirror2": "Connected Secondary/Primary UpToDate/UpToDate"}
+
+
+def test_the_software_raid_is_read_from_mdstat(node1, tmp_path):
+    _, mod = node1
+    mod.__pillar__["trash"]["nodes"]["node1"].update(
+        disk="/dev/md9", raid={"level": 1, "members": ["/dev/loop0", "/dev/loop1"]})
+    mod.__context__.clear()
+    mod.__opts__["trash_proc_mdstat"] = str(DATA / "raid/mdstat-degraded.txt")
+    result = mod.status()
+    assert result["raid"] == "/dev/md9 raid1 [U_]"
+    assert result["verdict"] == "degraded" and any(
+        f.startswith("degraded: the RAID array /dev/md9 is degraded [U_]")
+        for f in result["findings"]), result["findings"]
+    mod.__opts__["trash_proc_mdstat"] = str(DATA / "raid/mdstat-resync.txt")
+    assert mod.status()["raid"] == "/dev/md9 raid1 [UU], resync 1.7%"
+    mod.__opts__["trash_proc_mdstat"] = str(DATA / "raid/mdstat-none.txt")
+    result = mod.status()
+    assert result["raid"] == "/dev/md9 not assembled" and result["verdict"] == "failed"
 
 
 def test_a_cut_link_a_lost_peer_and_drift_are_reported(node1, tmp_path):

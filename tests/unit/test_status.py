@@ -160,7 +160,7 @@ def test_local_guests_not_running_are_named(cfg):
     ("mdstat-clean.txt", None, None),
     ("mdstat-assembled.txt", None, None),
     ("mdstat-resync.txt", "degraded", "the RAID array /dev/md9: resync 1.7%"),
-    ("mdstat-degraded.txt", "degraded", "is degraded U_ (members present: loop0); once the "
+    ("mdstat-degraded.txt", "degraded", "is degraded [U_] (members present: loop0); once the "
                                         "disk is replaced: mdadm /dev/md9 --add <disk>"),
     ("mdstat-inactive.txt", "failed", "the RAID array /dev/md9 is inactive"),
     ("mdstat-none.txt", "failed", "the RAID array /dev/md9 is not assembled"),

@@ -91,11 +91,7 @@ def _probe(device, offset=None, size=None):
     # blkid exits 2 when it finds nothing
     if found["retcode"] not in (0, 2):
         raise CommandExecutionError(f"blkid {device}: {found['stderr'].strip()}")
-    out = {}
-    for line in found["stdout"].splitlines() if found["retcode"] == 0 else ():
-        key, sep, value = line.partition("=")
-        if sep:
-            out[key.strip()] = value.strip()
+    out = _raid.parse_export(found["stdout"]) if found["retcode"] == 0 else {}
     out.pop("DEVNAME", None)
     return out
 
@@ -216,7 +212,13 @@ def raid(test=False, conf=_raid.CONF):
         raise CommandExecutionError("trash_storage: mdadm is not installed (trash.packages "
                                     "installs it on a node with trash:nodes:<node>:raid)")
     array = _md_array(want.device)
-    todo = _raid.plan(want, array, {m: _md_member(m) for m in want.members})
+    if array is not None and array.state not in ("clear", "inactive"):
+        # a running array is only compared with the pillar: its members need no probing
+        members = {m: _raid.Member(os.path.realpath(m) if os.path.exists(m) else None)
+                   for m in want.members}
+    else:
+        members = {m: _md_member(m) for m in want.members}
+    todo = _raid.plan(want, array, members)
     if todo.refusals:
         return _refused(f"build {_raid.describe(want)}", todo.refusals)
     changes = {}

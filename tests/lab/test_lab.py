@@ -130,16 +130,18 @@ def test_cluster_kernel_modules_load(lab, node):
 
 
 def test_salt_call_answers(lab):
-    """Salt 3008.4 in its venv (/opt/saltstack/venv, on PATH through /usr/local/bin);
-    both nodes at once: a salt-call costs ~10-20 s of TCG."""
+    """Salt 3008.4 in its venv (/opt/saltstack/venv, every command README "Deploying"
+    step 1 links into /usr/local/bin); both nodes at once: a salt-call costs ~10-20 s of
+    TCG. `lab/trashlab converge --masters` sets the masters and minions up."""
     cmd = ("cat /opt/saltstack/venv/lib/python3*/site-packages/salt-*.dist-info/METADATA "
-           "| grep ^Version: && command -v salt-call salt-minion && "
-           "salt-call --local test.ping --out=json")
+           "| grep ^Version: && for c in salt salt-call salt-minion salt-master salt-key "
+           "salt-run; do command -v $c || exit 1; done && salt-call --local test.ping --out=json")
     with ThreadPoolExecutor(len(NODES)) as pool:
         outs = dict(zip(NODES, pool.map(lambda n: ok(lab, n, cmd, timeout=300), NODES)))
     for node, out in outs.items():
         assert "Version: 3008.4" in out, out
-        assert "/usr/local/bin/salt-call" in out, out
+        for command in ("salt", "salt-call", "salt-minion", "salt-master", "salt-key", "salt-run"):
+            assert f"/usr/local/bin/{command}\n" in out, out
         assert '"local": true' in out, out
 
 

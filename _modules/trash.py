@@ -38,6 +38,7 @@ try:
     from trashlib import cib as _cib
     from trashlib import corosync as _corosync
     from trashlib import drbd as _drbd
+    from trashlib import durable as _durable
     from trashlib import files as _files
     from trashlib import model as _model
     from trashlib import network as _network
@@ -242,27 +243,7 @@ def _write_atomic(target, content, mode, durable=False):
             os.unlink(tmp)
         raise
     if durable:
-        _fsync_dir(os.path.dirname(target))
-
-
-def _makedirs_durable(path):
-    """os.makedirs, each new directory's entry made durable in its parent."""
-    missing = []
-    while not os.path.isdir(path):
-        missing.append(path)
-        path = os.path.dirname(path)
-    for directory in reversed(missing):
-        os.makedirs(directory, exist_ok=True)
-        _fsync_dir(os.path.dirname(directory))
-
-
-def _fsync_dir(path):
-    """Make a rename or a new entry in directory ``path`` durable."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        _durable.fsync_dir(os.path.dirname(target))
 
 
 def _read(path):
@@ -449,7 +430,7 @@ def manage_files(concern, test=False, root=None):
                 "comment": "; ".join([f"would update {len(pending)} {concern} files{removing}"]
                                      + notes)}
     for spec, target in pending:
-        _makedirs_durable(os.path.dirname(target))
+        _durable.makedirs(os.path.dirname(target))
         # durable: a node fenced (powered off) right after an apply keeps its files
         _write_atomic(target, spec.content, int(spec.mode, 8), durable=True)
         os.chown(target, 0, 0)

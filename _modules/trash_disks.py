@@ -30,6 +30,7 @@ for _name in [n for n in sys.modules if n == "trashlib" or n.startswith("trashli
 
 try:
     from trashlib import disks as _disks
+    from trashlib import durable as _durable
 
     HAS_LIB = True
 except ImportError:  # pragma: no cover - reported by __virtual__
@@ -95,26 +96,11 @@ def _file(path):
     return _disks.File("other", what=kinds.get(stat.S_IFMT(st.st_mode), "not a regular file"))
 
 
-def _fsync_dir(path):
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _create_image(target, size):
     """A new sparse file of ``size`` bytes, root-only; never over an existing path. Durable
     before this returns (a fenced node is powered off)."""
     directory = os.path.dirname(target)
-    missing = []
-    path = directory
-    while not os.path.isdir(path):
-        missing.append(path)
-        path = os.path.dirname(path)
-    for new in reversed(missing):
-        os.mkdir(new, 0o755)
-        _fsync_dir(os.path.dirname(new))
+    _durable.makedirs(directory)
     fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     try:
         os.ftruncate(fd, size)
@@ -124,7 +110,7 @@ def _create_image(target, size):
         os.unlink(target)  # the empty file this call has just made
         raise
     os.close(fd)
-    _fsync_dir(directory)
+    _durable.fsync_dir(directory)
 
 
 def _plan():

@@ -6,6 +6,7 @@ A CIB file stands in for the running cluster (``trash_cib_file``, which sets
 
 import copy
 import hashlib
+import pathlib
 import xml.etree.ElementTree as ET
 
 import crmsim
@@ -91,13 +92,9 @@ def test_unreachable_cluster_is_a_clear_error(trash_mod, tmp_path):
 
 # as drbd-utils' crm-fence-peer.sh places it (captured in the lab: node2 guarding mirror2
 # after the storage link's loss) and as `crm_resource --move` leaves one
-FENCE_BY_HANDLER = (
-    '<rsc_location rsc="drbd-mirror2-clone" id="drbd-fence-by-handler-mirror2-drbd-mirror2-clone">'
-    '<rule role="Master" score="-INFINITY" id="drbd-fence-by-handler-mirror2-rule-drbd-mirror2-clone">'
-    '<expression attribute="#uname" operation="ne" value="node2" '
-    'id="drbd-fence-by-handler-mirror2-expr-drbd-mirror2-clone"/></rule></rsc_location>')
-MOVE = ('<rsc_location id="cli-prefer-guest-fileserver" rsc="guest-fileserver" role="Started" '
-        'node="node2" score="INFINITY"/>')
+FOREIGN = pathlib.Path(__file__).resolve().parents[1] / "data" / "pcmk"
+FENCE_BY_HANDLER = (FOREIGN / "constraint-fence-by-handler.xml").read_text().strip()
+MOVE = (FOREIGN / "constraint-cli-prefer.xml").read_text().strip()
 
 
 def test_constraints_of_drbd_and_the_administrator_survive_a_push(trash_mod, example_pillar,

@@ -12,6 +12,8 @@ from corosync_pair import running_pair, wait
 from modload import run_all, trash_module
 from trashlib import cib, model
 
+PCMK_DATA = pathlib.Path(__file__).resolve().parents[1] / "data" / "pcmk"
+
 DATA = pathlib.Path(__file__).resolve().parents[1] / "data"
 # node1's mirrors as the lab's node1 had them under Pacemaker (a real capture)
 PROC_DRBD = DATA / "drbd/proc-node1-running.txt"
@@ -85,9 +87,9 @@ def test_a_cut_link_a_lost_peer_and_drift_are_reported(node1, tmp_path):
 
 
 def test_constraints_the_formula_leaves_alone_are_explained(node1, tmp_path):
-    from test_cib_apply import FENCE_BY_HANDLER, MOVE
     _, mod = node1
-    for xml in (FENCE_BY_HANDLER, MOVE):
+    for name in ("constraint-fence-by-handler.xml", "constraint-cli-prefer.xml"):
+        xml = (PCMK_DATA / name).read_text().strip()
         res = run_all(["cibadmin", "--create", "--scope", "constraints", "--xml-text", xml],
                       env={"CIB_file": str(tmp_path / "cib.xml")})
         assert res["retcode"] == 0, res["stderr"]

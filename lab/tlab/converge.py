@@ -406,11 +406,13 @@ def failed(result):
 
 
 def converge(nodes=lab.NODES, test=False, push_first=True, masters=False):
-    """Push the checkout to every node, then state.apply on ``nodes`` at once:
+    """Push the checkout, then state.apply on ``nodes`` at once:
     {node: result}. With ``masters``, through node1's master as README "Deploying" says
     (the masters and minions set up first if they are not, then synced)."""
     if push_first:
-        push(lab.NODES)
+        # both masters serve the checkout; salt-call --local needs it where it runs only
+        # (the other node may be off: a drill)
+        push(lab.NODES if masters else tuple(nodes))
     if not masters:
         return _parallel(lambda n: apply(n, test), tuple(nodes))
     bootstrap()

@@ -12,8 +12,8 @@ no pass/fail (these machines are shared and noisy):
   token + consensus (configured), one IPMI round trip from node2 to node1's BMC
   (`fence_ipmilan -o status`, the power-off acknowledgement's cost without the off) and
   the guest's start as Pacemaker timed it (its start operation's exec-time on node2).
-  Goal <= 1.5x the floor. The fence delay (15 s: node1 is the priority node) is printed
-  beside it: it is a decision, not overhead. The lab is restored after it.
+  Goal <= 1.5x the floor. The fence delay (the lab pillar's fence_delay: node1 is the
+  priority node) is printed beside it: it is a decision, not overhead. The lab is restored after it.
 Needs root; the lab is taken down first and left up at the end (`lab/trashlab down`).
 """
 

@@ -747,13 +747,16 @@ def cib_apply(test=False, cib_file=None, wait=0):
 
 def corosync_reload(test=False):
     """
-    Make the running corosync take the rendered corosync.conf without a restart.
+    Make the running corosync take the rendered corosync.conf.
 
     Compares the running configuration (``corosync-cmapctl``) with the rendered one;
     on a difference, ``corosync-cfgtool -R`` reloads the file on every node. What
     corosync cannot change at runtime (the cluster name, the transport, ...) is
-    named afterwards: it needs corosync restarted, one node at a time. Nothing
-    happens when corosync is not running: it reads the file when it starts.
+    named afterwards: it needs corosync restarted, one node at a time. One case is
+    restarted here instead: a corosync that runs another cluster's configuration
+    (another cluster name: Debian starts the package's example at once) while neither
+    Pacemaker nor DLM runs on this node, so nothing uses it and nothing gets fenced.
+    Nothing happens when corosync is not running: it reads the file when it starts.
 
     CLI Example:
 
@@ -778,17 +781,59 @@ def corosync_reload(test=False):
     if not before:
         return {"result": True, "changes": {},
                 "comment": "the running corosync has the rendered configuration"}
+    foreign = before.get("totem.cluster_name")
+    what = foreign and f"another cluster's configuration (cluster_name {foreign['old']!r})"
+    # pidof answers 1 when no such process runs; anything else counts as in use
+    users = [(user, unit) for user, process, unit in
+             (("Pacemaker", "pacemakerd", "pacemaker"), ("DLM", "dlm_controld", "dlm"))
+             if _quiet(["pidof", process])["retcode"] != 1] if foreign else []
+    if foreign and not users:
+        if test:
+            return {"result": None, "changes": {"corosync": before},
+                    "comment": f"would restart corosync: it runs {what} and nothing uses it "
+                               "(no Pacemaker, no DLM)"}
+        why = f"{what} and nothing used it (no Pacemaker, no DLM)"
+        try:
+            if not __salt__["service.restart"]("corosync"):
+                raise CommandExecutionError("service.restart answered False")
+        except CommandExecutionError as exc:
+            raise CommandExecutionError(
+                f"restarting corosync (it ran {why}) failed: {exc}") from exc
+        # systemd returns once corosync notified it is up; other init systems may not
+        deadline = time.monotonic() + 120
+        while _quiet(["corosync-cfgtool", "-s"])["retcode"] != 0:
+            if time.monotonic() > deadline:
+                return {"result": False, "changes": {},
+                        "comment": f"restarted corosync (it ran {why}), but it has not "
+                                   "answered for 120 s: see journalctl -u corosync"}
+            time.sleep(1)
+        after = differences()
+        changes = {"corosync": {k: v for k, v in before.items() if k not in after}}
+        if after:
+            return {"result": False, "changes": changes if changes["corosync"] else {},
+                    "comment": f"restarted corosync (it ran {why}), but it still differs "
+                               f"from the rendered corosync.conf in {', '.join(after)}"}
+        return {"result": True, "changes": changes,
+                "comment": f"restarted corosync: it ran {why}"}
+    # a restart under Pacemaker or DLM gets the node fenced: say what to stop, if anything
+    kept = "" if not users else (
+        f"; not restarted: it runs {what}, in use by {' and '.join(u for u, _ in users)} here. "
+        "If that cluster is not in service (Debian starts its example with the packages): "
+        f"systemctl stop {' '.join(unit for _, unit in users)}, and apply again")
     if test:
         return {"result": None, "changes": {"corosync": before},
-                "comment": "would reload corosync.conf on every node (corosync-cfgtool -R)"}
-    _tool(["corosync-cfgtool", "-R"], what="corosync-cfgtool -R")
+                "comment": f"would reload corosync.conf on every node (corosync-cfgtool -R){kept}"}
+    try:
+        _tool(["corosync-cfgtool", "-R"], what="corosync-cfgtool -R")
+    except CommandExecutionError as exc:
+        raise CommandExecutionError(f"{exc}{kept}") from exc
     stuck = differences()
     changes = {"corosync": {k: v for k, v in before.items() if k not in stuck}}
     if stuck:
         return {"result": False, "changes": changes if changes["corosync"] else {},
                 "comment": "reloaded corosync.conf, but corosync cannot change "
                            f"{', '.join(stuck)} at runtime: restart corosync, one node at a "
-                           "time, to apply them"}
+                           f"time, to apply them{kept}"}
     return {"result": True, "changes": changes,
             "comment": "reloaded corosync.conf on every node (corosync-cfgtool -R)"}
 

@@ -39,7 +39,8 @@ class Pair:
                               capture_output=True, text=True, check=False)
 
     def start(self, nodes=None):
-        """Start corosync on ``nodes`` (default both, then wait for a quorate membership)."""
+        """Start corosync on ``nodes`` (default both, then wait for a quorate membership;
+        ``()``: the namespaces and links only)."""
         for ns in self.ns.values():
             _run("ip", "netns", "add", ns)
             _run("ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up")
@@ -53,22 +54,30 @@ class Pair:
                 _run("ip", "netns", "exec", self.ns[node], "ip", "addr", "add",
                      self.cfg["nodes"][node]["addresses"][zone], "dev", dev)
                 _run("ip", "netns", "exec", self.ns[node], "ip", "link", "set", dev, "up")
-        for node in nodes or (n1, n2):
+        for node in (n1, n2) if nodes is None else nodes:
             self.write_conf(self.cfg, node)
-            # a private /run per node: corosync refuses to start beside another's lock file
-            self.procs[node] = subprocess.Popen(
-                ["ip", "netns", "exec", self.ns[node], "unshare", "--mount", "sh", "-ec",
-                 'mount -t tmpfs tmpfs /run && exec corosync -f -c "$0"', str(self.conf(node))],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            self.launch(node)
         if nodes is None:
             wait(lambda: "Quorate:          Yes" in
                  self.exec(n1, "corosync-quorumtool", "-s").stdout,
                  120, "a quorate two-node membership")
         for node in nodes or ():
-            wait(lambda: self.exec(node, "corosync-cfgtool", "-s").returncode == 0
-                 or self.procs[node].poll() is not None, 120, f"corosync on {node}")
-            assert self.procs[node].poll() is None, self.log(node)
+            self.answering(node)
         return self
+
+    def launch(self, node, conf=None):
+        """Start corosync on ``node`` with ``conf`` (default: its rendered file); no wait."""
+        # a private /run per node: corosync refuses to start beside another's lock file
+        self.procs[node] = subprocess.Popen(
+            ["ip", "netns", "exec", self.ns[node], "unshare", "--mount", "sh", "-ec",
+             'mount -t tmpfs tmpfs /run && exec corosync -f -c "$0"', str(conf or self.conf(node))],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def answering(self, node):
+        """Wait until corosync on ``node`` answers; fail with its log if it exited."""
+        wait(lambda: self.exec(node, "corosync-cfgtool", "-s").returncode == 0
+             or self.procs[node].poll() is not None, 120, f"corosync on {node}")
+        assert self.procs[node].poll() is None, self.log(node)
 
     def conf(self, node):
         return self.workdir / f"corosync-{node}.conf"

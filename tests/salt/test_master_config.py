@@ -3,20 +3,9 @@
 import pathlib
 
 import yaml
+from saltconf import DEPLOYED, paths
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-DEPLOYED = "/srv/trash"
-
-
-def paths(tree):
-    if isinstance(tree, dict):
-        for value in tree.values():
-            yield from paths(value)
-    elif isinstance(tree, list):
-        for value in tree:
-            yield from paths(value)
-    elif isinstance(tree, str) and tree.startswith("/"):
-        yield tree
 
 
 def test_every_path_is_in_the_checkout():

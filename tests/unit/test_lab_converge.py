@@ -8,28 +8,16 @@ import sys
 import yaml
 
 from modload import ROOT
+from saltconf import DEPLOYED, paths
 
 sys.path.insert(0, str(ROOT / "lab"))
 from tlab import converge  # noqa: E402
-
-DEPLOYED = "/srv/trash"
-
-
-def paths(tree):
-    if isinstance(tree, dict):
-        for value in tree.values():
-            yield from paths(value)
-    elif isinstance(tree, list):
-        for value in tree:
-            yield from paths(value)
-    elif isinstance(tree, str) and tree.startswith(DEPLOYED + "/"):
-        yield tree[len(DEPLOYED) + 1:]
 
 
 def test_the_pushed_tree_holds_every_path_the_master_configuration_names(tmp_path):
     tree = converge.stage(tmp_path / "srv-trash")
     config = yaml.safe_load((tree / "etc/salt/master").read_text())
-    named = list(paths(config))
+    named = [p[len(DEPLOYED) + 1:] for p in paths(config) if p.startswith(DEPLOYED + "/")]
     assert {"salt", "pillar", "_runners", "reactor/notify.sls"} <= set(named), named
     for rel in named:
         assert (tree / rel).exists(), rel

@@ -226,7 +226,7 @@ def plan(layout, disk, probes=None):
             if a.start < start_min or (limit is not None and a.start + a.size > limit):
                 problems.append(f"start {a.start}: it lies out of order (the layout puts it "
                                 f"at or after sector {start_min}"
-                                + (f" and inside the extended partition)" if w.logical else ")"))
+                                + (" and inside the extended partition)" if w.logical else ")"))
             if problems:
                 refusals.append(f"{dev}: partition {number_role(w)} exists with "
                                 + "; ".join(problems)

@@ -38,16 +38,16 @@ suite 3), and lists exactly its suites in Get Channel Cipher Suites (ipmitool th
 import argparse
 import hashlib
 import hmac
-import json
 import logging
 import os
 import pathlib
 import signal
-import socket
 import struct
 import sys
 import threading
 import time
+
+from .qmp import QmpError, QmpUnavailable, qmp
 
 import pyghmi.ipmi.bmc as _bmc
 import pyghmi.ipmi.private.constants as _constants
@@ -132,54 +132,6 @@ def cipher_suite_records(suites, by_suite=True):
 def power_state_of(status):
     """'on' or 'off' for a QMP query-status ``status`` (None: no QEMU)."""
     return "on" if status in ON_STATES else "off"
-
-
-# -- QEMU's QMP monitor ---------------------------------------------------------------------
-class QmpUnavailable(Exception):
-    """Nobody listens on the QMP socket: the machine's QEMU is not running."""
-
-
-class QmpError(Exception):
-    """QEMU is there but the command failed or did not answer in time."""
-
-
-def qmp(path, command, timeout=5.0, **arguments):
-    """One QMP command on a fresh connection (QEMU serves one client at a time: connect,
-    greeting, qmp_capabilities, the command, close)."""
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(timeout)
-    try:
-        try:
-            s.connect(str(path))
-        except (FileNotFoundError, ConnectionRefusedError) as exc:
-            raise QmpUnavailable(f"{path}: {exc.strerror}") from None
-        f = s.makefile("rwb")
-        try:
-            if not f.readline():
-                raise QmpError(f"{path}: closed before its greeting")
-            reply = None
-            for msg in ({"execute": "qmp_capabilities"},
-                        {"execute": command, **({"arguments": arguments} if arguments else {})}):
-                f.write(json.dumps(msg).encode() + b"\n")
-                f.flush()
-                while True:
-                    line = f.readline()
-                    if not line:
-                        raise QmpError(f"{path}: closed during {command}")
-                    reply = json.loads(line)
-                    if "event" not in reply:
-                        break
-                if "error" in reply:
-                    raise QmpError(f"{command}: {reply['error'].get('desc')}")
-            return reply.get("return")
-        finally:
-            f.close()
-    except (socket.timeout, TimeoutError):
-        raise QmpError(f"{path}: no answer to {command} within {timeout} s") from None
-    except (OSError, ValueError) as exc:
-        raise QmpError(f"{path}: {command}: {exc}") from None
-    finally:
-        s.close()
 
 
 class NotInPresentState(Exception):

@@ -793,7 +793,6 @@ def rejoin(node):
         d.check(f"{node} rejoined: two members, both online, every mirror UpToDate", False,
                 str(e))
     # the cluster at rest: no action pending
-    t = time.time()
     r = lab.run(other, "crm_resource --wait --timeout=600", timeout=660)
     d.mark("Pacemaker idle (crm_resource --wait)", other, detail=f"rc {r.returncode}")
     d.check("Pacemaker reached rest", r.returncode == 0, r.stderr.strip()[-300:])

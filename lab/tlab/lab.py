@@ -2,7 +2,6 @@
 namespace of their own. See lab/README.md for the wiring."""
 
 import fcntl
-import json
 import os
 import pathlib
 import select
@@ -15,6 +14,7 @@ import sys
 import time
 
 from . import image
+from . import qmp as qmpclient
 from .qga import Agent, AgentError
 
 NETNS = os.environ.get("TRASHLAB_NS", "trashlab")
@@ -449,31 +449,11 @@ def push(node, src, dst):
 
 
 def qmp(node, command, timeout=10, **arguments):
-    """One command on the node's QMP monitor (set_link, system_reset, quit, query-status…)."""
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(timeout)
-    s.connect(str(RUN / f"{node}.qmp"))
-    f = s.makefile("rwb")
+    """One command on the node's QMP monitor (set_link, chardev-change, quit…)."""
     try:
-        json.loads(f.readline())  # greeting
-        for msg in ({"execute": "qmp_capabilities"},
-                    {"execute": command, **({"arguments": arguments} if arguments else {})}):
-            f.write(json.dumps(msg).encode() + b"\n")
-            f.flush()
-            while True:
-                line = f.readline()
-                if not line:
-                    return None  # e.g. `quit`: QEMU closed the socket
-                reply = json.loads(line)
-                if "event" in reply:
-                    continue
-                if "error" in reply:
-                    raise LabError(f"{node}: qmp {command}: {reply['error']['desc']}")
-                break
-        return reply.get("return")
-    finally:
-        f.close()
-        s.close()
+        return qmpclient.qmp(RUN / f"{node}.qmp", command, timeout=timeout, **arguments)
+    except qmpclient.QmpError as exc:
+        raise LabError(f"{node}: {exc}") from None
 
 
 # -- the commands ----------------------------------------------------------------------------
@@ -538,7 +518,7 @@ def stop(node, timeout=20):
         return
     try:
         qmp(node, "quit", timeout=5)
-    except (OSError, LabError, ValueError):
+    except LabError:
         pass
     deadline = time.monotonic() + timeout
     while qemu_pid(node) == pid and time.monotonic() < deadline:

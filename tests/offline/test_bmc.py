@@ -20,7 +20,7 @@ from trashlib import bmc as ipmi
 from trashlib import cib, files, model
 
 sys.path.insert(0, str(ROOT / "lab"))
-from tlab import bmc as labbmc  # noqa: E402
+from tlab import qmp as labqmp  # noqa: E402
 
 TOOLS = ("qemu-system-x86_64", "fence_ipmilan", "ipmitool")
 pytestmark = pytest.mark.skipif(
@@ -73,12 +73,12 @@ def machine(workdir):
 
 
 def status(machine):
-    return labbmc.qmp(machine["qmp"], "query-status")["status"]
+    return labqmp.qmp(machine["qmp"], "query-status")["status"]
 
 
 def set_running(machine):
     if status(machine) != "running":
-        labbmc.qmp(machine["qmp"], "cont")
+        labqmp.qmp(machine["qmp"], "cont")
     assert status(machine) == "running"
 
 
@@ -330,7 +330,7 @@ def test_trash_bmc_status_reads_the_formulas_password_file(cfg, machine, bmc, pa
                                 "password_file": "/etc/trash/fence/node2.password",
                                 "state": "on"}}
 
-    labbmc.qmp(machine["qmp"], "stop")
+    labqmp.qmp(machine["qmp"], "stop")
     assert mod.status(timeout=10)["node2"]["state"] == "off"
     set_running(machine)
 

@@ -291,7 +291,7 @@ def test_rate_limit_per_tag_and_node_survives_a_restart(runner, wire, tmp_path):
 
 def test_a_failed_delivery_is_reported_without_secrets_and_frees_the_slot(runner, wire,
                                                                            secrets):
-    senders = wire(runner, senders=Senders(fail=("email", "webhook")))
+    wire(runner, senders=Senders(fail=("email", "webhook")))
     ret = runner.notify("trash/drbd/split-brain", {}, "node1")
     assert ret["sent"] == [] and set(ret["failed"]) == {"email", "webhook"}
     assert all(s not in json.dumps(ret) for s in secrets)

@@ -60,7 +60,12 @@ def all_packages():
 # (each costs seconds of TCG, and a corosync with Debian's default config is not wanted).
 DISABLED_UNITS = [
     "corosync", "pacemaker", "libvirtd", "libvirt-guests", "virtlogd", "virtlockd",
-    "chrony", "drbd", "dlm", "lvmlockd", "lvmlocks", "nftables",
+    "chrony", "nftables",
+    # Debian enables dlm.service, whose Requires= would start corosync at the first boot
+    # with Debian's example configuration (a real server meets that: README, step 5).
+    # lvmlockd.service and lvmlocks.service stay enabled as Debian has them: the formula
+    # disables them (trash-pacemaker-owns-lock-and-mirror-daemons)
+    "dlm",
     "apt-daily.timer", "apt-daily-upgrade.timer", "man-db.timer", "e2scrub_all.timer",
     "e2scrub_reap", "fstrim.timer", "logrotate.timer",
     # mdadm's monthly check would read both RAID disks in whatever test runs then

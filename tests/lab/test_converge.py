@@ -57,8 +57,17 @@ def say(*a):
     print(*a, file=sys.stderr, flush=True)
 
 
+# Debian enables lvmlockd.service and lvmlocks.service (the lab's image leaves them so) and
+# dlm.service (the image disables it: it would start corosync at boot); an administrator
+# may have enabled drbd.service. The first converge disables them all.
+OWNED_UNITS = ("drbd", "dlm", "lvmlockd", "lvmlocks")
+ENABLED_BY_HAND = {"node2": ("drbd", "dlm")}
+
+
 @pytest.fixture(scope="module")
 def first(lab):
+    for node, units in ENABLED_BY_HAND.items():
+        ok(lab, node, f"systemctl enable {' '.join(units)}")
     results = converge.converge(NODES)
     say("\n" + "\n".join(converge.summary(results)))
     return results
@@ -101,6 +110,7 @@ def test_first_converge_has_no_failed_state(first):
                 "trash-drbd-initial-sync", "trash-corosync-running",
                 "trash-serial-link-running", "trash-networkd-running", "trash-firewall-loaded",
                 "trash-chrony-running", "trash-pacemaker-running", "trash-pacemaker-configured",
+                "trash-pacemaker-owns-lock-and-mirror-daemons",
                 "trash-libvirtd-running", "trash-guest-disks-created",
                 "trash-guests-defined"} <= ids
 
@@ -180,6 +190,18 @@ def test_second_converge_changes_nothing(second):
         assert not res["error"], f"{node}: {res['error']}"
         changed = [s for s in res["states"] if s["changes"] or s["result"] is not True]
         assert not changed, "\n".join(converge.summary({node: res}))
+
+
+def test_units_pacemaker_replaces_are_disabled_at_boot(lab, first):
+    """Pacemaker runs DLM, lvmlockd and the mirrors: their own units are disabled, each
+    where it was enabled (see ENABLED_BY_HAND) and reported as a change."""
+    sid = "trash-pacemaker-owns-lock-and-mirror-daemons"
+    for node in NODES:
+        r = lab.run(node, f"systemctl is-enabled {' '.join(OWNED_UNITS)}", timeout=60)
+        assert r.stdout.split() == ["disabled"] * len(OWNED_UNITS), (node, r.stdout)
+        disabled = {unit for s in first[node]["states"] if s["id"] == sid
+                    for unit in s["changes"]}
+        assert disabled == {"lvmlockd", "lvmlocks"} | set(ENABLED_BY_HAND.get(node, ())), node
 
 
 @pytest.mark.parametrize("node", NODES)

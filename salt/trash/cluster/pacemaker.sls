@@ -5,6 +5,7 @@
 {%- set live = salt['config.get']('trash_root', '/') == '/' %}
 {%- if live %}
 include:
+  - trash.packages
   - trash.cluster.corosync
   - trash.drbd.initial_sync
   - trash.guests
@@ -16,6 +17,17 @@ trash-pacemaker-running:
     - require:
       - service: trash-corosync-running
       - trash: trash-drbd-initial-sync
+
+# Pacemaker runs DLM, lvmlockd and the mirrors (the resource graph). Debian enables
+# dlm.service, lvmlockd.service and lvmlocks.service with their packages (drbd.service
+# when an administrator does): at boot they would start these outside Pacemaker, and at
+# shutdown systemd would stop them beside it, without its order. Disabled, not stopped:
+# stopping drbd.service takes every mirror down, lvmlocks.service every lockspace.
+trash-pacemaker-owns-lock-and-mirror-daemons:
+  service.disabled:
+    - names: [drbd, dlm, lvmlockd, lvmlocks]
+    - require:
+      - pkg: trash-packages-installed
 {%- endif %}
 
 trash-pacemaker-configured:

@@ -86,6 +86,20 @@ def test_storage_link_loss_fences_the_non_priority_node_only(ready):
     assert d["facts"]["drbd_on_priority"]["mirror0"].split()[1] == "Primary/Unknown"
 
 
+def test_a_cib_push_during_the_outage_keeps_drbds_fence_constraints(ready):
+    """node2 is off and its copies outdated: DRBD's handler placed constraints
+    (drbd-fence-by-handler-*) that keep any outdated copy from being promoted. A
+    state.apply on node1 now pushes the rendered CIB, which has none of them: they stay."""
+    before = drill._fence_constraints("node1")
+    assert before, "DRBD's handler placed no constraint"
+    sid = "trash-pacemaker-configured"
+    ret = converge.call("node1", "state.sls_id", sid, "trash", timeout=900)
+    failed = {k: s["comment"] for k, s in ret.items() if s["result"] is not True}
+    assert not failed, failed
+    assert any(s["__id__"] == sid for s in ret.values()), sorted(ret)
+    assert drill._fence_constraints("node1") == before
+
+
 def test_node2_rejoins_and_resyncs_after_the_storage_link_loss(ready):
     """node2 wrote to its mirror2 after it had outdated node1's copy: the rejoin syncs
     node2's data back (no split brain: every mirror UpToDate on both sides)."""

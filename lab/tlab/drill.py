@@ -158,8 +158,12 @@ def clock_offset(node):
     return float(r.stdout.strip()) - (t0 + t1) / 2
 
 
-def bmc_events(node, since):
-    """The power actions node's BMC logged (host clock) at or after since: [(t, line)]."""
+POWER_ACTIONS = r": (power off|power on|power cycle|hard reset|soft off)(: | refused| failed)"
+
+
+def bmc_events(node, since, pattern=POWER_ACTIONS):
+    """The requests node's BMC logged (host clock) at or after since, power actions unless
+    pattern says otherwise: [(t, line)]."""
     out = []
     try:
         lines = lab.bmc_log(node).read_text(errors="replace").splitlines()
@@ -167,8 +171,7 @@ def bmc_events(node, since):
         return out
     for line in lines:
         m = re.match(r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3}) \S+ \w+ (.*)$", line)
-        if not m or not re.search(r": (power off|power on|power cycle|hard reset|soft off)"
-                                  r"(: | refused| failed)", m.group(3)):
+        if not m or not re.search(pattern, m.group(3)):
             continue
         t = datetime.datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S").replace(
             tzinfo=datetime.timezone.utc).timestamp() + int(m.group(2)) / 1000
@@ -460,11 +463,18 @@ def verify_after_loss(d, victim, survivor, offset):
             ons)
     for t, ev, msg in journal_events(survivor, d.cut, offset):
         d.mark(ev, survivor, t=t, source="journal", detail=msg)
-    offs = [l for _, l in bmc_events(victim, d.cut) if ": power off: the machine is off" in l]
-    d.check(f"{victim}'s BMC logged a power off from {survivor}'s eth4 "
-            f"({PILLAR['nodes'][survivor]['addresses']['ipmi'].split('/')[0]})",
-            any(l.startswith(PILLAR["nodes"][survivor]["addresses"]["ipmi"].split("/")[0])
-                for l in offs), offs)
+    src = PILLAR["nodes"][survivor]["addresses"]["ipmi"].split("/")[0] + ":"
+    if d.name == "power-off":
+        # fence_ipmilan asked to power off a machine that is off only reads its status
+        seen = [l for _, l in bmc_events(victim, d.cut, r": chassis status: off$")
+                if l.startswith(src)]
+        what = "found it off"
+    else:
+        seen = [l for _, l in bmc_events(victim, d.cut)
+                if l.startswith(src) and ": power off: the machine is off" in l]
+        what = "powered it off"
+    d.check(f"{victim}'s BMC: {survivor} ({src[:-1]}, its eth4) {what}", bool(seen),
+            seen[:3])
     rc, out = lab.bmc_request(victim, "status")
     d.check(f"{victim} is off (its BMC)", rc == 0 and out.endswith(": off"), out)
     rc, out = lab.bmc_request(survivor, "status")

@@ -107,12 +107,19 @@ def build(cfg):
     conf = ET.SubElement(cib, "configuration")
     crm = ET.SubElement(conf, "crm_config")
     # Pacemaker's own tools keep cluster properties in the set with this id
-    _nvset(crm, "cluster_property_set", "cib-bootstrap-options", block_id="cib-bootstrap-options", pairs=[
+    props = [
         ("stonith-enabled", "true"),
         ("stonith-action", cl["fence_action"]),
         ("no-quorum-policy", cl["no_quorum_policy"]),
         ("cluster-name", cl["name"]),
-    ])
+    ]
+    # unset: Pacemaker's defaults (80 %, twice the cores)
+    if cl.get("load_threshold") is not None:
+        props.append(("load-threshold", f"{cl['load_threshold']}%"))
+    if cl.get("node_action_limit") is not None:
+        props.append(("node-action-limit", cl["node_action_limit"]))
+    _nvset(crm, "cluster_property_set", "cib-bootstrap-options", block_id="cib-bootstrap-options",
+           pairs=props)
     xml_nodes = ET.SubElement(conf, "nodes")
     for name in nodes:
         ET.SubElement(xml_nodes, "node", id=str(cfg["nodes"][name]["nodeid"]), uname=name)

@@ -11,13 +11,17 @@ logged and never on a command line. Outside the lab (the offline tests) everythi
     python -m tlab.bmc serve --lab node1 --run /run/trashlab     # as `trashlab up` runs it
     python -m tlab.bmc client node1 status|on|off|reset|boot|shutdown  # in the namespace
 
-Power, as the BMC maps it onto QEMU (the QEMU process stays: its taps and sockets persist):
+Power, as the BMC maps it onto QEMU:
 
     state   on  = QMP query-status says running (or suspended: the guest can wake itself)
             off = anything else (paused, prelaunch...), or no QEMU listening on the socket
-    off     QMP stop, then system_reset: the vCPUs stand still, and power-on boots afresh
-    on      system_reset + cont; a machine whose QEMU is gone (a guest poweroff, which
-            makes QEMU exit, or lab.power_off) is started again by lab.start (lab only)
+    off     in the lab (--lab) QEMU quits (lab.stop; the taps and disks persist), so that
+            power-on starts fresh hardware: a system_reset leaves QEMU's UART state as it
+            was, and the serial cable's transmitter stayed wedged after a reset in the
+            middle of a transfer (pppd hung in tcsetattr, the serial link never came
+            back). A BMC started with --qmp: QMP stop, then system_reset
+    on      a machine whose QEMU is gone (lab power off, a guest poweroff) is started
+            again by lab.start (lab only); otherwise system_reset + cont
     reset, cycle   system_reset of a machine that is on; refused (0xD5) when it is off
     soft    system_powerdown (ACPI: the guest shuts down, QEMU exits, the machine is off)
     diag    inject-nmi
@@ -140,11 +144,13 @@ class NotInPresentState(Exception):
 
 class Machine:
     """A QEMU machine's power, through its QMP socket. ``start`` (optional) starts the
-    machine's QEMU when it is not running (the lab's lab.start)."""
+    machine's QEMU when it is not running (the lab's lab.start), ``stop`` (optional)
+    powers it off by ending its QEMU (lab.stop)."""
 
-    def __init__(self, qmp_path, start=None, timeout=5.0):
+    def __init__(self, qmp_path, start=None, stop=None, timeout=5.0):
         self.qmp_path = pathlib.Path(qmp_path)
         self.start = start
+        self.stop = stop
         self.timeout = timeout
         self._starting = threading.Lock()
 
@@ -164,6 +170,9 @@ class Machine:
     def power_off(self):
         if self.status() is None:
             return "off"
+        if self.stop is not None:
+            self.stop()
+            return self.power_state()
         self._qmp("stop")
         self._qmp("system_reset")
         return self.power_state()
@@ -486,7 +495,8 @@ def serve(args):
             lab.RUN = pathlib.Path(args.run)
         node = args.lab
         address, port, username, password = lab_credentials(node)
-        machine = Machine(lab.RUN / f"{node}.qmp", start=lambda: lab.start(node))
+        machine = Machine(lab.RUN / f"{node}.qmp", start=lambda: lab.start(node),
+                          stop=lambda: lab.stop(node))
         name = node
     else:
         if not (args.qmp and args.address and args.username and args.password_file):

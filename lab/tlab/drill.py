@@ -765,7 +765,8 @@ def _priority_survives(d, timeout=300):
 
 def rejoin(node):
     """node is off after a loss: plug its cables, power it on through its BMC; it rejoins
-    (two members, Pacemaker online, every mirror UpToDate/UpToDate) and nothing moves back."""
+    (two members, Pacemaker online, every corosync link connected, every mirror
+    UpToDate/UpToDate) and nothing moves back."""
     d = Drill("rejoin", [node])
     other = PEER[node]
     rc, out = lab.bmc_request(node, "status")
@@ -792,16 +793,18 @@ def rejoin(node):
             d.mark("Pacemaker: both online", other, once=True)
         if v.drbd and drbd_ok(v):
             d.mark("DRBD: every mirror Connected UpToDate/UpToDate", other, once=True)
+        if links_ok(v):
+            d.mark("corosync: every link connected", other, once=True)
         return (len(v.members) == 2 and v.status is not None
-                and v.status.online == set(NODES) and drbd_ok(v)), \
-            {"members": v.members, "drbd": {m: drbd.describe(s) for m, s in
-                                            (v.drbd or {}).items()}}
+                and v.status.online == set(NODES) and drbd_ok(v) and links_ok(v)), \
+            {"members": v.members, "links": v.links,
+             "drbd": {m: drbd.describe(s) for m, s in (v.drbd or {}).items()}}
+    what = f"{node} rejoined: two members, both online, every link connected, every mirror UpToDate"
     try:
         wait(f"{node} rejoins", probe, 600, every=3)
-        d.check(f"{node} rejoined: two members, both online, every mirror UpToDate", True)
+        d.check(what, True)
     except DrillError as e:
-        d.check(f"{node} rejoined: two members, both online, every mirror UpToDate", False,
-                str(e))
+        d.check(what, False, str(e))
     # the cluster at rest: no action pending
     r = lab.run(other, "crm_resource --wait --timeout=600", timeout=660)
     d.mark("Pacemaker idle (crm_resource --wait)", other, detail=f"rc {r.returncode}")

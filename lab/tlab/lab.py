@@ -458,7 +458,9 @@ def qmp(node, command, timeout=10, **arguments):
 
 # -- the commands ----------------------------------------------------------------------------
 def is_up():
-    return all(qemu_pid(n) for n in NODES)
+    """The lab stands: its namespace, and for each node its QEMU or (a node powered off
+    through its BMC has no QEMU) its BMC."""
+    return netns_exists() and all(qemu_pid(n) or bmc_pid(n) for n in NODES)
 
 
 class _Locked:
@@ -554,7 +556,9 @@ def status():
         pid = qemu_pid(node)
         reach = ping(node, timeout=3) if pid else False
         rows.append((node, pid, reach))
-        print(f"{node}: {'up' if pid else 'down'}"
+        # no QEMU in a standing lab: powered off (through its BMC: `drill rejoin` or
+        # `drill restore` powers it on)
+        print(f"{node}: {'up' if pid else 'off' if bmc_pid(node) else 'down'}"
               f"{f' pid {pid}' if pid else ''}"
               f"{', agent reachable' if reach else (', agent NOT reachable' if pid else '')}")
     for node in NODES:

@@ -84,3 +84,37 @@ def test_lab_credentials_refuse_a_pillar_that_disagrees_with_the_wiring(monkeypa
     monkeypatch.setitem(lab.BMC_ADDRESS, "node2", "10.10.4.9/30")
     with pytest.raises(lab.LabError, match="the lab wires it at 10.10.4.9"):
         bmc.lab_credentials("node1")
+
+
+class _Qemu:
+    """The QMP side of a machine as Machine sees it: a run state and the commands sent."""
+
+    def __init__(self, machine, status="running"):
+        self.state, self.sent = status, []
+        machine._qmp = self.command
+
+    def command(self, name, **args):
+        if self.state is None:
+            raise bmc.QmpUnavailable("gone")
+        self.sent.append(name)
+        return {"status": self.state} if name == "query-status" else {}
+
+
+def test_lab_power_off_ends_qemu_and_power_on_starts_a_fresh_one():
+    calls = []
+    machine = bmc.Machine("/nonexistent.qmp",
+                          start=lambda: (calls.append("start"), setattr(qemu, "state", "running")),
+                          stop=lambda: (calls.append("stop"), setattr(qemu, "state", None)))
+    qemu = _Qemu(machine)
+    assert machine.power_off() == "off"
+    # never QMP stop/system_reset: a reset keeps QEMU's UART state (the wedged serial cable)
+    assert calls == ["stop"] and "system_reset" not in qemu.sent and "stop" not in qemu.sent
+    assert machine.power_off() == "off" and calls == ["stop"]  # off already: nothing
+    assert machine.power_on() == "on" and calls == ["stop", "start"]
+
+
+def test_a_bmc_without_the_lab_stops_and_resets_through_qmp():
+    machine = bmc.Machine("/nonexistent.qmp")
+    qemu = _Qemu(machine)
+    machine.power_off()
+    assert [c for c in qemu.sent if c != "query-status"] == ["stop", "system_reset"]

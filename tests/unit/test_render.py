@@ -3,7 +3,7 @@
 import pathlib
 import xml.etree.ElementTree as ET
 
-from trashlib import cib, corosync, drbd, files, libvirt
+from trashlib import cib, corosync, drbd, files, libvirt, model
 
 
 def _res(cfg, name):
@@ -90,6 +90,15 @@ def test_cib_fencing_priority_and_bans(cfg):
     assert ("fence-node1", "node1") in bans and ("fence-node2", "node2") in bans
     crm = {nv.get("name"): nv.get("value") for nv in root.find("configuration/crm_config").iter("nvpair")}
     assert crm["stonith-enabled"] == "true" and crm["stonith-action"] == "off"
+    # throttling stays Pacemaker's unless the pillar sets it
+    assert "load-threshold" not in crm and "node-action-limit" not in crm
+
+
+def test_cib_throttling_from_the_pillar(example_pillar, defaults):
+    example_pillar["trash"]["cluster"].update(load_threshold=2000, node_action_limit=8)
+    root = cib.build(model.load(example_pillar, defaults))
+    crm = {nv.get("name"): nv.get("value") for nv in root.find("configuration/crm_config").iter("nvpair")}
+    assert crm["load-threshold"] == "2000%" and crm["node-action-limit"] == "8"
 
 
 def test_cib_guests_local_ones_are_not_managed(cfg):

@@ -14,6 +14,10 @@ trash:
     # took 17-23 s (fence_ipmilan on a loaded single vCPU), so the default 15 s lost the
     # race in a drill; real servers fence in a few seconds
     fence_delay: 30
+    # a single TCG vCPU always shows a load of 2-7: Pacemaker would throttle itself to one
+    # action at a time, which doubled a rejoin's time (both measured 2026-11-28)
+    load_threshold: 2000
+    node_action_limit: 8
 
   nodes:
     node1:

@@ -391,11 +391,12 @@ def _fence_facts(d, survivor, victim, since):
                detail=line)
 
 
-def loss(d, victim, how, timeout=600):
+def loss(d, victim, how, timeout=600, anywhere=False):
     """node-loss / power-off: the survivor must lose victim, fence it (off) through its
-    BMC, and run every failover guest; victim's pinned guests stay stopped."""
+    BMC, and run every failover guest; victim's pinned guests stay stopped. ``anywhere``:
+    start from a cluster that is up everywhere, guests wherever earlier losses left them."""
     survivor = PEER[victim]
-    require_settled(d)
+    require_settled(d, anywhere=anywhere)
     offset = d.facts["offset_s"][survivor]
     d.facts["window"] = ("until the survivor runs every failover guest and has fenced "
                          f"{victim}, at most {timeout} s")
@@ -534,7 +535,8 @@ def node_loss(victim):
 
 def power_off(victim):
     d = Drill("power-off", [victim])
-    loss(d, victim, "bmc")
+    # after a rejoin (nothing moves back) as well as from a settled cluster
+    loss(d, victim, "bmc", anywhere=True)
     return d
 
 

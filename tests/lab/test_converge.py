@@ -299,6 +299,5 @@ def test_pulled_backchannel_keeps_membership_over_storage_and_serial(lab, first)
                  links_seen(lab, "node1")), timeout=180)
 
 
-# A converged node power-cycled is the power-off and rejoin drills' business (lab/tlab/
-# drill.py: node1 off through its BMC, Pacemaker fences it off, on again through its BMC);
-# they run by hand (`lab/trashlab drill …`) and are not in this tier yet (lab/README.md).
+# A converged node power-cycled is the power-off and rejoin drills' business
+# (tests/lab/test_drills.py).

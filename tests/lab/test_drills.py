@@ -3,7 +3,8 @@ key facts of its timeline. Runs after test_converge.py and test_host.py (tests/l
 conftest.py orders it) and in this file's order, as one chain, because a fenced node's
 return costs minutes under TCG: each loss leaves a node off, `rejoin` brings it back
 (nothing moves back), and the next drill starts from there (isolate and storage-link-loss
-accept guests away from home). The chain ends with both nodes up."""
+accept guests away from home). The chain ends with node2 powered off through its BMC and
+fenced (`trashlab drill restore` brings it back)."""
 
 import sys
 
@@ -104,3 +105,12 @@ def test_node2_rejoins_and_resyncs_after_the_storage_link_loss(ready):
     """node2 wrote to its mirror2 after it had outdated node1's copy: the rejoin syncs
     node2's data back (no split brain: every mirror UpToDate on both sides)."""
     passed(run("rejoin", "node2"))
+
+
+def test_power_off_through_the_bmc_is_fenced_and_nothing_else_moves(ready):
+    """The last loss, as nothing follows it: node2 off through its BMC. node1 fences it
+    (fence_ipmilan finds it off already), keeps its guests, shell2 stays stopped."""
+    d = passed(run("power-off", "node2"))
+    t = d["facts"]["seconds_from_cut"]
+    assert t["fencing done (survivor's stonith history)"] is not None, t
+    assert d["facts"]["libvirt_running_on_survivor"] == ["fileserver", "ns1", "stinky"]

@@ -20,6 +20,7 @@ import logging
 import os
 import re
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -885,6 +886,24 @@ def corosync_events(old, new):
     return _corosync.events(old, new)
 
 
+SHARED_PROBE_S = 10
+
+
+def _reads_within(paths, seconds):
+    """Whether reading ``paths`` ends within ``seconds``. The reader is a process of its
+    own that is never waited for beyond that: a read stuck in GFS2 (a lock only the
+    unreachable peer can grant) sleeps uninterruptibly, and would keep status, even
+    salt-call's exit, from returning."""
+    proc = subprocess.Popen(["cat", "--", *paths], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        proc.wait(seconds)
+        return True
+    except subprocess.TimeoutExpired:
+        return False
+
+
 def status():
     """
     The truth about this node in one look: a verdict (ok, degraded, failed) and one
@@ -925,8 +944,16 @@ def status():
                                _foreign_constraints(_et.fromstring(cons["stdout"]))]
         except _et.ParseError:
             constraints = None
+    stalled = None
+    shared = cfg["shared"]["mountpoint"]
+    if os.path.ismount(shared):
+        paths = [g["xml"] for g in cfg["guests"].values() if g["storage"] == "cluster"]
+        if paths and not _reads_within(paths, SHARED_PROBE_S):
+            stalled = (shared, SHARED_PROBE_S)
     drift = {}
     for concern in _files.CONCERNS:
+        if stalled and concern == "guests":
+            continue
         changes = manage_files(concern, test=True).get("changes", {})
         drift[concern] = sorted(changes)
     drbd = None
@@ -957,7 +984,7 @@ def status():
         except OSError:
             mdstat = {}  # no md driver: the array is not there
     result = _status.assess(cfg, node, links, quorum, pacemaker, drift, drbd, bmcs, local,
-                            constraints, mdstat)
+                            constraints, mdstat, stalled)
     result = {"node": node, **result}
     if drbd is not None:
         result["mirrors"] = {

@@ -169,12 +169,20 @@ def _constraints(foreign):
 
 
 def assess(cfg, node, links=None, quorum=None, pacemaker=None, drift=None, drbd=None,
-           bmcs=None, local=None, constraints=None, mdstat=None):
+           bmcs=None, local=None, constraints=None, mdstat=None, stalled=None):
     """{"verdict", "findings": [lines, worst first]} for ``node``; ``constraints``: the
-    ones the formula does not own (attribute dicts); ``mdstat``: /proc/mdstat parsed."""
+    ones the formula does not own (attribute dicts); ``mdstat``: /proc/mdstat parsed;
+    ``stalled``: (mount point, seconds) of a cluster file system that did not answer."""
     findings = _corosync(cfg, node, links, quorum) + _pacemaker(cfg, node, pacemaker) + \
         _drbd(cfg, node, drbd) + _fencing(cfg, node, bmcs) + _local_guests(node, local) + \
         _constraints(constraints) + _raid(cfg, node, mdstat)
+    if stalled:
+        mount, seconds = stalled
+        first = cfg["cluster"]["links"][0]
+        findings.append((FAILED, f"{mount} did not answer a read within {seconds} s: GFS2 "
+                                 "waits for a DLM lock, and DLM reaches the peer over the "
+                                 f"first corosync link ({first}) only; its guests' files "
+                                 "were not checked"))
     for concern, paths in sorted((drift or {}).items()):
         if paths:
             findings.append((DEGRADED, f"{concern} files differ from the pillar: "

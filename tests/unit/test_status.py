@@ -176,3 +176,29 @@ def test_the_software_raid_from_real_mdstat(cfg, capture, level, words):
         assert lines == [], found
     else:
         assert len(lines) == 1 and lines[0].startswith(f"{level}: ") and words in lines[0], lines
+
+
+def test_a_cluster_file_system_that_does_not_answer_fails_the_node(cfg):
+    got = status.assess(cfg, "node1", links("backchannel-down"), quorum("both"),
+                        stalled=("/shared", 10))
+    assert got["verdict"] == "failed"
+    line = [f for f in got["findings"] if "/shared" in f]
+    assert len(line) == 1 and line[0].startswith("failed: /shared did not answer a read "
+                                                 "within 10 s"), got
+    assert "first corosync link (backchannel)" in line[0]
+    assert not any("/shared" in f for f in status.assess(
+        cfg, "node1", links("backchannel-down"), quorum("both"))["findings"])
+
+
+def test_reads_within_gives_up_on_a_read_that_never_ends(trash_mod, tmp_path):
+    """A FIFO without a writer blocks its reader, as a GFS2 read waiting for the peer's
+    lock does: the probe answers False instead of waiting for it."""
+    import os
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    plain = tmp_path / "plain.xml"
+    plain.write_text("<domain/>")
+    assert trash_mod._reads_within([str(plain)], 30) is True
+    assert trash_mod._reads_within([str(plain), str(fifo)], 1) is False
+    with open(fifo, "w"):  # the stuck reader gets its end of file and exits
+        pass

@@ -181,7 +181,7 @@ def assess(cfg, node, links=None, quorum=None, pacemaker=None, drift=None, drbd=
         first = cfg["cluster"]["links"][0]
         findings.append((FAILED, f"{mount} did not answer a read within {seconds} s: GFS2 "
                                  "waits for a DLM lock, and DLM reaches the peer over the "
-                                 f"first corosync link ({first}) only; its guests' files "
+                                 f"first corosync link ({first}) only; the guests' files "
                                  "were not checked"))
     for concern, paths in sorted((drift or {}).items()):
         if paths:

@@ -2,8 +2,8 @@
 key facts of its timeline. Runs after test_converge.py and test_host.py (tests/lab/
 conftest.py orders it) and in this file's order, as one chain, because a fenced node's
 return costs minutes under TCG: each loss leaves a node off, `rejoin` brings it back
-(nothing moves back), and the next drill starts from there (isolate and storage-link-loss
-accept guests away from home). The chain ends with node2 powered off through its BMC and
+(nothing moves back), and the next drill starts from there (isolate, storage-link-loss
+and power-off accept guests away from home). The chain ends with node2 powered off through its BMC and
 fenced (`trashlab drill restore` brings it back)."""
 
 import sys

@@ -11,6 +11,7 @@ the BMC refuses it; the lab's BMC (lab/tlab/bmc.py) speaks both.
 """
 
 import threading
+import time
 
 ON, OFF, UNREACHABLE = "on", "off", "unreachable"
 # pyghmi's names for the chassis control requests: off (hard), on, reset (hard), boot (on
@@ -33,6 +34,21 @@ def _describe(exc, password):
     elif "Unauthorized name" in text:
         text = "login refused: unknown user name"
     return text
+
+
+def _settled(exc, session):
+    """The error a failed login really had.
+
+    pyghmi (1.6.19) runs every session's packets in whichever thread waits for a response.
+    When another thread (a call that timed out here and still waits) handles the BMC's
+    refusal, it marks the session broken before it files the reason: the waiting
+    constructor then raises AttributeError on ``errormsg``. The reason follows at once."""
+    if not (isinstance(exc, AttributeError) and "errormsg" in str(exc) and session):
+        return exc
+    deadline = time.monotonic() + 2
+    while not hasattr(session, "errormsg") and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return Exception(getattr(session, "errormsg", None))
 
 
 def _call(address, port, username, password, timeout, what):
@@ -58,7 +74,7 @@ def _call(address, port, username, password, timeout, what):
                                    port=int(port))
             result["value"] = what(cmd)
         except Exception as exc:  # pyghmi raises several kinds; all mean "not answered"
-            result["error"] = exc
+            result["error"] = _settled(exc, _session.Session.initting_sessions.get(key))
         finally:
             if cmd is not None:
                 try:

@@ -3,10 +3,23 @@
 import base64
 
 KEYFILE = "/etc/corosync/authkey"
+DLM_CONF = "/etc/dlm/dlm.conf"
 
 def links(cfg, node):
     """The knet links in priority order: [(linknumber, zone)]."""
     return list(enumerate(cfg["cluster"]["links"]))
+
+
+def dlm_conf(cfg):
+    """dlm_controld's configuration: DLM over SCTP, so that it reaches the peer over every
+    corosync link. Over TCP (what dlm_controld picks under corosync 3) the kernel uses each
+    node's first link address only: with the first link down, corosync keeps both members,
+    but every GFS2 or lvmlockd request that needs a lock the peer holds waits for that
+    link. The kernel reads the protocol when DLM starts, and both nodes must use the same."""
+    return ("# Managed by Salt (trash.cluster). Local changes are overwritten.\n"
+            "# SCTP: DLM reaches the peer over every corosync link, not only the first.\n"
+            "# Takes effect when DLM next starts; both nodes must agree.\n"
+            "protocol=sctp\n")
 
 
 def conf(cfg):

@@ -49,6 +49,7 @@ def plan(cfg, node):
         FileSpec("/etc/corosync/corosync.conf", corosync.conf(cfg).encode(), "cluster",
                  check="corosync"),
         FileSpec("/etc/corosync/authkey", corosync.authkey(cfg), "cluster", "0400", secret=True),
+        FileSpec(corosync.DLM_CONF, corosync.dlm_conf(cfg).encode(), "cluster"),
         FileSpec("/etc/trash/cib.xml", cib.render(cfg).encode(), "cluster", "0600", check="cib"),
         # this node fences its peer, so it holds the peer's BMC password, and only that
         FileSpec(cib.fence_secret_path(peer),

@@ -43,13 +43,13 @@ def services(cfg, node):
     ``ports`` is a list of ints or (low, high) ranges; ``zone`` names the cross-link.
     """
     links = cfg["cluster"]["links"]
-    first = links[0]  # DLM over TCP uses the first corosync address only
     out = [(f"corosync knet link {n} ({zone})", zone, "udp", [COROSYNC_PORT + n])
            for n, zone in enumerate(links)]
     drbd_ports = sorted(r["port"] for r in cfg["drbd"]["resources"].values())
     if drbd_ports:
         out.append(("DRBD", "storage", "tcp", drbd_ports))
-    out.append(("DLM", first, "tcp", [DLM_PORT]))
+    # DLM over SCTP (corosync.dlm_conf): one association over every corosync link
+    out += [(f"DLM ({zone})", zone, "sctp", [DLM_PORT]) for zone in links]
     if node in cfg["salt"]["masters"]:
         out.append(("salt-master", "backchannel", "tcp", list(SALT_PORTS)))
     out.append(("ssh (administration, migration over ssh)", "backchannel", "tcp",
@@ -100,6 +100,11 @@ def ruleset(cfg, node):
     for what, zone, proto, ports in services(cfg, node):
         rules.append(f'iifname "{ifname[zone]}" {LOCAL} ip saddr {peer["ip"][zone]} '
                      f'{proto} dport {_ports(ports)} accept comment "{what}"')
+        if proto == "sctp":
+            # an SCTP association spans every link: on the side that connected, the peer's
+            # packets on a path conntrack has not seen yet come from the service's port
+            rules.append(f'iifname "{ifname[zone]}" {LOCAL} ip saddr {peer["ip"][zone]} '
+                         f'{proto} sport {_ports(ports)} accept comment "{what}, replies"')
     body = "\n".join(f"\t\t{r}" if r else "" for r in rules)
     return "\n".join([
         "#!/usr/sbin/nft -f",

@@ -279,7 +279,15 @@ def test_status_says_ok_on_a_converged_cluster(lab, settled):
         assert st["raid"] == "/dev/md0 raid1 [UU]", st
 
 
-def test_pulled_backchannel_keeps_membership_over_storage_and_serial(lab, first):
+def test_pulled_backchannel_keeps_membership_and_dlm_over_storage_and_serial(lab, settled):
+    """The back-channel is corosync's first link and was DLM's only path while DLM spoke
+    TCP: GFS2 requests that needed the peer's locks then waited for the link (CI caught
+    trash.status hanging on /shared; provoked, node2 fenced node1). DLM speaks SCTP over
+    every link now: with node1's back-channel pulled, node1 reads a file whose lock node2
+    holds (node2 just wrote it), node2 reads what node1 writes, status names the link and
+    /shared answers."""
+    probe = "/shared/.backchannel-probe"
+    ok(lab, "node2", f"echo before > {probe} && sync")
     lab.set_link("node1", "eth2", False)
     try:
         wait_for("node1's corosync sees the back-channel down and the other links up",
@@ -289,14 +297,19 @@ def test_pulled_backchannel_keeps_membership_over_storage_and_serial(lab, first)
                      links_seen(lab, "node1")), timeout=180)
         quorum = corosync.parse_quorum(ok(lab, "node1", "corosync-quorumtool -s"))
         assert quorum["quorate"] and len(quorum["members"]) == 2, quorum
+        assert ok(lab, "node1", f"cat {probe}", timeout=180).strip() == "before"
+        ok(lab, "node1", f"echo during > {probe} && sync", timeout=180)
+        assert ok(lab, "node2", f"cat {probe}", timeout=180).strip() == "during"
         st = _status("node1")
         assert any("heartbeat link(s) to node2 down: backchannel; up: storage, serial" in f
                    for f in st["findings"]), st
+        assert not any("did not answer" in f for f in st["findings"]), st
     finally:
         lab.set_link("node1", "eth2", True)
     wait_for("node1's corosync sees every link connected again",
              lambda: (lambda s: (s[0] == dict.fromkeys(LINKS, "connected"), s))(
                  links_seen(lab, "node1")), timeout=180)
+    ok(lab, "node1", f"rm -f {probe}")
 
 
 # A converged node power-cycled is the power-off and rejoin drills' business

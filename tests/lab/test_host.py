@@ -23,21 +23,24 @@ sys.path.insert(0, str(ROOT / "lab"))
 from tlab import converge  # noqa: E402
 from tlab import lab as tlab  # noqa: E402
 
-# connect to each (address, port) once; "reached" (accepted or refused: the packet got
-# to the node's stack) or "dropped" (no answer within the timeout)
+# connect to each (address, port[, "sctp"]) once, over TCP unless it says SCTP; "reached"
+# (accepted or refused: the packet got to the node's stack) or "dropped" (no answer
+# within the timeout); SCTP ones are named "address:port/sctp"
 PROBE = r"""
 import json, socket, sys
 out = {}
-for addr, port in json.loads(sys.argv[1]):
-    s = socket.socket()
+for addr, port, *proto in json.loads(sys.argv[1]):
+    sctp = proto == ["sctp"]
+    key = f"{addr}:{port}" + ("/sctp" if sctp else "")
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_SCTP if sctp else 0)
     s.settimeout(4)
     try:
         s.connect((addr, port))
-        out[f"{addr}:{port}"] = "reached"
+        out[key] = "reached"
     except ConnectionRefusedError:
-        out[f"{addr}:{port}"] = "reached"
+        out[key] = "reached"
     except OSError:
-        out[f"{addr}:{port}"] = "dropped"
+        out[key] = "dropped"
     finally:
         s.close()
 print(json.dumps(out))
@@ -105,16 +108,20 @@ def test_the_internet_zone_rides_a_bond_that_survives_a_member(converged):
 
 def test_each_cluster_service_only_on_its_cross_link(converged):
     seen = probe_from_node(converged, "node2", [
-        # back-channel: salt-master, DLM, libvirt migration; not DRBD
-        ["10.10.2.1", 4505], ["10.10.2.1", 21064], ["10.10.2.1", 49152], ["10.10.2.1", 7788],
-        # storage: DRBD only
-        ["10.10.1.1", 7789], ["10.10.1.1", 4505], ["10.10.1.1", 21064],
+        # back-channel: salt-master, DLM (SCTP), libvirt migration; not DRBD, not DLM over TCP
+        ["10.10.2.1", 4505], ["10.10.2.1", 21064, "sctp"], ["10.10.2.1", 49152],
+        ["10.10.2.1", 7788], ["10.10.2.1", 21064],
+        # storage: DRBD and DLM (SCTP: DLM's association spans every corosync link)
+        ["10.10.1.1", 7789], ["10.10.1.1", 21064, "sctp"], ["10.10.1.1", 4505],
+        ["10.10.1.1", 21064],
         # node1's Internet address from node2: the Internet zone's rules (ssh only)
-        ["192.0.2.11", 4505]])
-    assert seen == {"10.10.2.1:4505": "reached", "10.10.2.1:21064": "reached",
+        ["192.0.2.11", 4505], ["192.0.2.11", 21064, "sctp"]])
+    assert seen == {"10.10.2.1:4505": "reached", "10.10.2.1:21064/sctp": "reached",
                     "10.10.2.1:49152": "reached", "10.10.2.1:7788": "dropped",
-                    "10.10.1.1:7789": "reached", "10.10.1.1:4505": "dropped",
-                    "10.10.1.1:21064": "dropped", "192.0.2.11:4505": "dropped"}
+                    "10.10.2.1:21064": "dropped",
+                    "10.10.1.1:7789": "reached", "10.10.1.1:21064/sctp": "reached",
+                    "10.10.1.1:4505": "dropped", "10.10.1.1:21064": "dropped",
+                    "192.0.2.11:4505": "dropped", "192.0.2.11:21064/sctp": "dropped"}
 
 
 @pytest.mark.parametrize("vlan", sorted(

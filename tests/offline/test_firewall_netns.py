@@ -77,7 +77,7 @@ PROBES = [
     ("peer", "tcp", "10.10.1.2", "10.10.1.1", 7789, True),
     ("peer", "tcp", "10.10.1.2", "10.10.1.1", 7790, True),
     ("peer", "tcp", "10.10.2.2", "10.10.2.1", 7788, False),  # DRBD not on the back-channel
-    ("peer", "tcp", "10.10.2.2", "10.10.2.1", 21064, True),  # DLM
+    ("peer", "tcp", "10.10.2.2", "10.10.2.1", 21064, False),  # DLM: SCTP only (lab tier)
     ("peer", "tcp", "10.10.2.2", "10.10.2.1", 4505, True),   # salt-master
     ("peer", "tcp", "10.10.2.2", "10.10.2.1", 4506, True),
     ("peer", "tcp", "10.10.2.2", "10.10.2.1", 22, True),     # ssh from the peer

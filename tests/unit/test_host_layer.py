@@ -147,13 +147,16 @@ def test_changes_accept_bytes(before):
 # -- the firewall ------------------------------------------------------------------------
 
 RULE = re.compile(r'iifname "(?P<ifname>[^"]+)" fib daddr \. iif type local (?P<family>ip6?) saddr (?P<saddr>\S+(?: [^}]+ \})?)'
-                  r' (?P<proto>tcp|udp) dport (?P<ports>\{ [^}]+ \}|\S+) accept')
+                  r' (?P<proto>tcp|udp|sctp) (?P<dir>[ds])port (?P<ports>\{ [^}]+ \}|\S+) accept')
 
 
-def accepted(text):
-    """[(ifname, saddr, proto, port)] of every accept rule, sets and ranges expanded."""
+def accepted(text, sport=False):
+    """[(ifname, saddr, proto, port)] of every accept rule by destination port, sets and
+    ranges expanded (``sport=True``: of every rule by source port instead)."""
     out = []
     for m in RULE.finditer(text):
+        if (m["dir"] == "s") != sport:
+            continue
         sources = m["saddr"].strip("{} ").split(", ")
         for part in m["ports"].strip("{} ").split(", "):
             low, _, high = part.partition("-")
@@ -167,7 +170,8 @@ def test_cluster_services_only_on_their_cross_link_from_the_peer(cfg):
     peer = {"eth1": "10.10.1.2", "eth2": "10.10.2.2", "ppp*": "10.10.5.2"}
     expected = {("eth2", "udp", 5405), ("eth1", "udp", 5406), ("ppp*", "udp", 5407),
                 ("eth1", "tcp", 7788), ("eth1", "tcp", 7789), ("eth1", "tcp", 7790),
-                ("eth2", "tcp", 21064), ("eth2", "tcp", 4505), ("eth2", "tcp", 4506),
+                ("eth2", "sctp", 21064), ("eth1", "sctp", 21064), ("ppp*", "sctp", 21064),
+                ("eth2", "tcp", 4505), ("eth2", "tcp", 4506),
                 ("eth2", "tcp", 22), ("eth2", "udp", 123), ("eth2", "tcp", 49152),
                 ("eth2", "tcp", 49215)}
     cross = {(i, p, port) for i, s, p, port in rules if i != "vbr0"}
@@ -177,6 +181,12 @@ def test_cluster_services_only_on_their_cross_link_from_the_peer(cfg):
     assert {(i, s, p, port) for i, s, p, port in rules if i in ("vbr0", "eth0")} == {
         ("vbr0", "198.51.100.0/24", "tcp", 22), ("vbr0", "2001:db8:1::/48", "tcp", 22)}
     assert ("eth2", "tcp", 16514) not in cross
+    # DLM over SCTP, on every corosync link, never over TCP (SCTP's association spans the
+    # links: replies from the service's port are accepted too, from the peer only)
+    assert not {r for r in cross if r[2] == "tcp" and r[3] == 21064}
+    assert set(accepted(firewall.ruleset(cfg, "node1"), sport=True)) == {
+        ("eth2", "10.10.2.2", "sctp", 21064), ("eth1", "10.10.1.2", "sctp", 21064),
+        ("ppp*", "10.10.5.2", "sctp", 21064)}
 
 
 def test_firewall_basics(cfg):

@@ -887,6 +887,8 @@ def corosync_events(old, new):
 
 
 SHARED_PROBE_S = 10
+# the transport the kernel's DLM runs with (0 TCP, 1 SCTP); there while DLM runs
+DLM_PROTOCOL = "/sys/kernel/config/dlm/cluster/protocol"
 
 
 def _reads_within(paths, seconds):
@@ -976,6 +978,12 @@ def status():
         except CommandExecutionError:
             local = {n: "libvirtd unreachable" for n, g in cfg["guests"].items()
                      if g["storage"] == "local" and g["home"] == node}
+    dlm = None  # not running: the kernel has no DLM cluster configured
+    try:
+        with open(__opts__.get("trash_dlm_protocol", DLM_PROTOCOL), encoding="utf-8") as f:
+            dlm = {"0": "tcp", "1": "sctp"}.get(f.read().strip(), "unknown")
+    except OSError:
+        pass
     mdstat = None
     if cfg["nodes"][node].get("raid"):
         try:
@@ -984,7 +992,7 @@ def status():
         except OSError:
             mdstat = {}  # no md driver: the array is not there
     result = _status.assess(cfg, node, links, quorum, pacemaker, drift, drbd, bmcs, local,
-                            constraints, mdstat, stalled)
+                            constraints, mdstat, stalled, dlm)
     result = {"node": node, **result}
     if drbd is not None:
         result["mirrors"] = {

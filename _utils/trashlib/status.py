@@ -169,19 +169,28 @@ def _constraints(foreign):
 
 
 def assess(cfg, node, links=None, quorum=None, pacemaker=None, drift=None, drbd=None,
-           bmcs=None, local=None, constraints=None, mdstat=None, stalled=None):
+           bmcs=None, local=None, constraints=None, mdstat=None, stalled=None, dlm=None):
     """{"verdict", "findings": [lines, worst first]} for ``node``; ``constraints``: the
     ones the formula does not own (attribute dicts); ``mdstat``: /proc/mdstat parsed;
-    ``stalled``: (mount point, seconds) of a cluster file system that did not answer."""
+    ``stalled``: (mount point, seconds) of a cluster file system that did not answer;
+    ``dlm``: the transport the kernel's DLM runs with (tcp, sctp; None: not running)."""
     findings = _corosync(cfg, node, links, quorum) + _pacemaker(cfg, node, pacemaker) + \
         _drbd(cfg, node, drbd) + _fencing(cfg, node, bmcs) + _local_guests(node, local) + \
         _constraints(constraints) + _raid(cfg, node, mdstat)
+    first = cfg["cluster"]["links"][0]
+    if dlm not in (None, "sctp"):
+        findings.append((DEGRADED, f"DLM runs over {dlm.upper()}: it reaches the peer over the "
+                                   f"first corosync link ({first}) only, and GFS2 and lvmlockd "
+                                   "wait while that link is down; /etc/dlm/dlm.conf asks for "
+                                   "SCTP, which DLM takes when it starts, and both nodes must "
+                                   "agree: stop DLM on both nodes at once (every guest and "
+                                   "/shared with it) to change over"))
     if stalled:
         mount, seconds = stalled
-        first = cfg["cluster"]["links"][0]
+        why = ("DLM reaches the peer over none of the corosync links" if dlm == "sctp" else
+               f"DLM reaches the peer over the first corosync link ({first}) only")
         findings.append((FAILED, f"{mount} did not answer a read within {seconds} s: GFS2 "
-                                 "waits for a DLM lock, and DLM reaches the peer over the "
-                                 f"first corosync link ({first}) only; the guests' files "
+                                 f"waits for a DLM lock, and {why}; the guests' files "
                                  "were not checked"))
     for concern, paths in sorted((drift or {}).items()):
         if paths:

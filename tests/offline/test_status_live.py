@@ -67,6 +67,20 @@ def test_the_software_raid_is_read_from_mdstat(node1, tmp_path):
     assert result["raid"] == "/dev/md9 not assembled" and result["verdict"] == "failed"
 
 
+def test_the_dlm_transport_is_read_from_configfs(node1):
+    """/sys/kernel/config/dlm/cluster/protocol as the lab's kernel shows it (1: SCTP);
+    0 (TCP) is a degraded node; no file (DLM not running) says nothing."""
+    _, mod = node1
+    mod.__opts__["trash_dlm_protocol"] = str(DATA / "dlm/protocol-tcp")
+    result = mod.status()
+    assert result["verdict"] == "degraded" and any(
+        f.startswith("degraded: DLM runs over TCP") for f in result["findings"]), result
+    for name in ("protocol-sctp", "no-such-file"):
+        mod.__opts__["trash_dlm_protocol"] = str(DATA / "dlm" / name)
+        result = mod.status()
+        assert result["verdict"] == "ok", result["findings"]
+
+
 def test_a_cut_link_a_lost_peer_and_drift_are_reported(node1, tmp_path):
     pair, mod = node1
     pair.link("backchannel", "node1", up=False)

@@ -180,12 +180,16 @@ def test_the_software_raid_from_real_mdstat(cfg, capture, level, words):
 
 def test_a_cluster_file_system_that_does_not_answer_fails_the_node(cfg):
     got = status.assess(cfg, "node1", links("backchannel-down"), quorum("both"),
-                        stalled=("/shared", 10))
+                        stalled=("/shared", 10), dlm="tcp")
     assert got["verdict"] == "failed"
-    line = [f for f in got["findings"] if "/shared" in f]
+    line = [f for f in got["findings"] if "/shared did not" in f]
     assert len(line) == 1 and line[0].startswith("failed: /shared did not answer a read "
                                                  "within 10 s"), got
-    assert "first corosync link (backchannel)" in line[0]
+    assert "first corosync link (backchannel) only" in line[0]
+    over_sctp = status.assess(cfg, "node1", links("backchannel-down"), quorum("both"),
+                              stalled=("/shared", 10), dlm="sctp")["findings"]
+    assert any("/shared did not answer" in f and "over none of the corosync links" in f
+               for f in over_sctp), over_sctp
     assert not any("/shared" in f for f in status.assess(
         cfg, "node1", links("backchannel-down"), quorum("both"))["findings"])
 
@@ -202,3 +206,17 @@ def test_reads_within_gives_up_on_a_read_that_never_ends(trash_mod, tmp_path):
     assert trash_mod._reads_within([str(plain), str(fifo)], 1) is False
     with open(fifo, "w"):  # the stuck reader gets its end of file and exits
         pass
+
+
+def test_dlm_over_tcp_is_named_with_the_way_to_sctp(cfg):
+    """DLM takes its transport when it starts: a node whose DLM still runs over TCP (it
+    started before dlm.conf said SCTP) has one path to the peer, and status says so."""
+    tcp = status.assess(cfg, "node1", links("both"), quorum("both"), dlm="tcp")
+    line = [f for f in tcp["findings"] if "DLM runs over" in f]
+    assert len(line) == 1 and line[0].startswith("degraded: DLM runs over TCP: it reaches the "
+                                                 "peer over the first corosync link "
+                                                 "(backchannel) only"), tcp
+    assert "stop DLM on both nodes at once" in line[0]
+    for dlm in ("sctp", None):  # SCTP, or DLM not running: nothing to say
+        assert not any("DLM runs" in f for f in status.assess(
+            cfg, "node1", links("both"), quorum("both"), dlm=dlm)["findings"])

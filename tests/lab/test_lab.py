@@ -122,11 +122,13 @@ def test_serial_cable_carries_bytes_both_ways(lab):
 @pytest.mark.parametrize("node", NODES)
 def test_cluster_kernel_modules_load(lab, node):
     # drbd-utils loads drbd at boot (modules-load.d): unload it first, so modprobe loads it
-    out = ok(lab, node, "(rmmod drbd || true) && modprobe drbd && modprobe gfs2 && modprobe dlm && modprobe 8021q "
+    # sctp: DLM's transport (corosync.dlm_conf)
+    out = ok(lab, node, "(rmmod drbd || true) && modprobe drbd && modprobe gfs2 && modprobe dlm "
+                        "&& modprobe 8021q && modprobe sctp "
                         "&& cat /proc/drbd && cut -d' ' -f1 /proc/modules")
     assert re.search(r"^version: 8\.4\.\d+", out, re.M), out
     loaded = set(out.split())
-    assert {"drbd", "gfs2", "dlm", "8021q"} <= loaded
+    assert {"drbd", "gfs2", "dlm", "8021q", "sctp"} <= loaded
 
 
 def test_salt_call_answers(lab):

@@ -279,6 +279,18 @@ def test_status_says_ok_on_a_converged_cluster(lab, settled):
         assert st["raid"] == "/dev/md0 raid1 [UU]", st
 
 
+@pytest.mark.parametrize("node", NODES)
+def test_dlm_speaks_sctp_and_may_bind_the_serial_address_before_pppd_has_it(lab, settled, node):
+    """SCTP in dlm.conf and in the running kernel; non-local binds on, now and at boot: DLM
+    binds the node's address on every link when it starts, and the serial link's exists
+    only while pppd holds the link (without them DLM failed with EADDRNOTAVAIL and GFS2
+    did not mount on a node whose serial link was down)."""
+    assert "protocol=sctp" in ok(lab, node, "cat /etc/dlm/dlm.conf").split()
+    assert ok(lab, node, "cat /sys/kernel/config/dlm/cluster/protocol").strip() == "1"
+    assert ok(lab, node, "sysctl -n net.ipv4.ip_nonlocal_bind").strip() == "1"
+    assert "net.ipv4.ip_nonlocal_bind = 1" in ok(lab, node, "cat /etc/sysctl.d/60-trash-dlm.conf")
+
+
 def test_pulled_backchannel_keeps_membership_and_dlm_over_storage_and_serial(lab, settled):
     """The back-channel is corosync's first link and was DLM's only path while DLM spoke
     TCP: GFS2 requests that needed the peer's locks then waited for the link (CI caught

@@ -4,6 +4,7 @@ import base64
 
 KEYFILE = "/etc/corosync/authkey"
 DLM_CONF = "/etc/dlm/dlm.conf"
+DLM_SYSCTL = "/etc/sysctl.d/60-trash-dlm.conf"
 
 def links(cfg, node):
     """The knet links in priority order: [(linknumber, zone)]."""
@@ -20,6 +21,15 @@ def dlm_conf(cfg):
             "# SCTP: DLM reaches the peer over every corosync link, not only the first.\n"
             "# Takes effect when DLM next starts; both nodes must agree.\n"
             "protocol=sctp\n")
+
+
+def dlm_sysctl(cfg):
+    """Non-local binds: over SCTP DLM binds the node's address on every link when it starts,
+    and the serial link's exists only while pppd holds the link (without them DLM failed
+    with EADDRNOTAVAIL and GFS2 did not mount). The path joins once the address is there."""
+    return ("# Managed by Salt (trash.cluster). Local changes are overwritten.\n"
+            "# DLM binds every corosync link's address, the serial link's before pppd has it.\n"
+            "net.ipv4.ip_nonlocal_bind = 1\n")
 
 
 def conf(cfg):

@@ -50,6 +50,7 @@ def plan(cfg, node):
                  check="corosync"),
         FileSpec("/etc/corosync/authkey", corosync.authkey(cfg), "cluster", "0400", secret=True),
         FileSpec(corosync.DLM_CONF, corosync.dlm_conf(cfg).encode(), "cluster"),
+        FileSpec(corosync.DLM_SYSCTL, corosync.dlm_sysctl(cfg).encode(), "cluster"),
         FileSpec("/etc/trash/cib.xml", cib.render(cfg).encode(), "cluster", "0600", check="cib"),
         # this node fences its peer, so it holds the peer's BMC password, and only that
         FileSpec(cib.fence_secret_path(peer),

@@ -178,6 +178,10 @@ def test_plan_per_node(cfg):
         assert plan["/etc/drbd.d/mirror0.res"].mode == "0600"
         assert plan["/shared/guests/stinky.xml"].needs_mount == "/shared"
     assert node1["/etc/corosync/corosync.conf"].content == node2["/etc/corosync/corosync.conf"].content
+    # DLM over SCTP on both, with non-local binds for the serial link's address
+    for plan in (node1, node2):
+        assert b"\nprotocol=sctp\n" in plan["/etc/dlm/dlm.conf"].content
+        assert b"\nnet.ipv4.ip_nonlocal_bind = 1\n" in plan["/etc/sysctl.d/60-trash-dlm.conf"].content
 
 
 def test_serial_link_peers_point_at_each_other(cfg):

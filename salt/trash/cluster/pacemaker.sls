@@ -10,16 +10,15 @@ include:
   - trash.drbd.initial_sync
   - trash.guests
 
-# DLM speaks SCTP (/etc/dlm/dlm.conf) and binds this node's address on every corosync link
-# when it starts, and the serial link's exists only while pppd holds the link: without
-# non-local binds DLM, and GFS2 and lvmlockd with it, would not start on a node whose
-# serial link is down (the lab: "dlm: Can't bind to 21064 addr number 3, -99"). The path
-# joins the association once the address is there.
+# DLM may bind the serial link's address before pppd has it (trashlib.corosync.dlm_sysctl):
+# the file is the cluster concern's; this sets the running value.
 trash-dlm-may-bind-absent-addresses:
   sysctl.present:
     - name: net.ipv4.ip_nonlocal_bind
     - value: 1
     - config: /etc/sysctl.d/60-trash-dlm.conf
+    - require:
+      - trash: trash-cluster-files-managed
     - require_in:
       - service: trash-pacemaker-running
       - trash: trash-drbd-initial-sync

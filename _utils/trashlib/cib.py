@@ -102,6 +102,7 @@ def build(cfg):
     """The whole CIB as an ElementTree element (configuration plus an empty status)."""
     cl = cfg["cluster"]
     nodes = cl["nodes"]
+    every = cl["monitor_interval"]
     cib = ET.Element("cib", {"validate-with": SCHEMA, "admin_epoch": "0", "epoch": "1",
                              "num_updates": "0"})
     conf = ET.SubElement(cib, "configuration")
@@ -139,7 +140,7 @@ def build(cfg):
             # the device that fences the priority node waits, so the priority node shoots first
             params.append(("pcmk_delay_base", f"{cl['fence_delay']}s"))
         _primitive(rsc, rid, "stonith", "fence_ipmilan", params,
-                   [("monitor", "60s", {"timeout": "30s"})])
+                   [("monitor", f"{2 * every}s", {"timeout": "30s"})])
         # a node never runs the device that fences itself
         _location(cons, rid, target, "-INFINITY")
 
@@ -147,11 +148,11 @@ def build(cfg):
     dlm = _clone(rsc, "dlm-clone", interleave + [("ordered", "true")])
     _primitive(dlm, "dlm", "ocf", "controld", provider="pacemaker",
                ops=_timeouts(start=90, stop=100)
-               + [("monitor", "30s", {"timeout": "60s", "on-fail": "fence"})])
+               + [("monitor", f"{every}s", {"timeout": "60s", "on-fail": "fence"})])
     lvm = _clone(rsc, "lvmlockd-clone", interleave)
     _primitive(lvm, "lvmlockd", "ocf", "lvmlockd", provider="heartbeat",
                ops=_timeouts(start=90, stop=90)
-               + [("monitor", "30s", {"timeout": "90s", "on-fail": "fence"})])
+               + [("monitor", f"{every}s", {"timeout": "90s", "on-fail": "fence"})])
     _order(cons, "dlm-clone", "lvmlockd-clone")
     _colocate(cons, "lvmlockd-clone", "dlm-clone")
 
@@ -166,8 +167,8 @@ def build(cfg):
         _primitive(clone, f"drbd-{name}", "ocf", "drbd", provider="linbit",
                    params=[("drbd_resource", name)],
                    ops=_timeouts(start=240, stop=100, promote=90, demote=90, notify=90)
-                   + [("monitor", "29s", {"role": "Promoted", "timeout": "60s"}),
-                        ("monitor", "31s", {"role": "Unpromoted", "timeout": "60s"})])
+                   + [("monitor", f"{every - 1}s", {"role": "Promoted", "timeout": "60s"}),
+                        ("monitor", f"{every + 1}s", {"role": "Unpromoted", "timeout": "60s"})])
         if res["home"]:
             _location(cons, cid, res["home"], cl["home_preference"], role="Promoted")
 
@@ -178,7 +179,7 @@ def build(cfg):
                params=[("device", shared_res["device"]), ("directory", sh["mountpoint"]),
                        ("fstype", sh["fstype"]), ("options", sh["options"])],
                ops=_timeouts(start=60, stop=60)
-               + [("monitor", "20s", {"timeout": "40s", "on-fail": "fence"})])
+               + [("monitor", f"{every * 2 // 3}s", {"timeout": "40s", "on-fail": "fence"})])
     shared_clone = drbd_clone_id(sh["drbd"])
     _order(cons, shared_clone, "shared-fs-clone", first_action="promote")
     _colocate(cons, "shared-fs-clone", shared_clone, with_role="Promoted")
@@ -191,7 +192,7 @@ def build(cfg):
         _primitive(rsc, rid, "ocf", "LVM-activate", provider="heartbeat",
                    params=[("vgname", name), ("vg_access_mode", "lvmlockd"),
                            ("activation_mode", "exclusive")],
-                   ops=_timeouts(start=90, stop=90) + [("monitor", "30s", {"timeout": "90s"})])
+                   ops=_timeouts(start=90, stop=90) + [("monitor", f"{every}s", {"timeout": "90s"})])
         mirror = drbd_clone_id(vg["drbd"])
         _order(cons, mirror, rid, first_action="promote")
         _colocate(cons, rid, mirror, with_role="Promoted")
@@ -214,7 +215,7 @@ def build(cfg):
                           meta=[("allow-migrate", "false")],
                           ops=[("start", "0s", {"timeout": "180s"}),
                                ("stop", "0s", {"timeout": "180s"}),
-                               ("monitor", "30s", {"timeout": "60s"})])
+                               ("monitor", f"{every}s", {"timeout": "60s"})])
         _nvset(prim, "utilization", rid, [("cpu", g["vcpus"]), ("hv_memory", g["memory"])])
         _order(cons, vg_id(g["vg"]), rid)
         _order(cons, "shared-fs-clone", rid)

@@ -101,6 +101,27 @@ def test_cib_throttling_from_the_pillar(example_pillar, defaults):
     assert crm["load-threshold"] == "2000%" and crm["node-action-limit"] == "8"
 
 
+def _monitors(root):
+    return {op.get("id"): op.get("interval") for op in root.iter("op")
+            if op.get("name") == "monitor"}
+
+
+def test_cib_monitor_intervals_follow_the_pillar(example_pillar, defaults):
+    """One key sets every monitor; the DRBD roles keep distinct intervals (Pacemaker
+    refuses two monitors of one resource with the same interval)."""
+    default = _monitors(cib.build(model.load(example_pillar, defaults)))
+    assert default["drbd-mirror0-monitor-29s-promoted"] == "29s"
+    assert default["fence-node1-monitor-60s"] == "60s"
+    example_pillar["trash"]["cluster"]["monitor_interval"] = 120
+    slow = _monitors(cib.build(model.load(example_pillar, defaults)))
+    assert len(slow) == len(default)
+    assert slow["fence-node1-monitor-240s"] == "240s"
+    assert slow["dlm-monitor-120s"] == "120s" and slow["shared-fs-monitor-80s"] == "80s"
+    assert slow["drbd-mirror1-monitor-119s-promoted"] == "119s"
+    assert slow["drbd-mirror1-monitor-121s-unpromoted"] == "121s"
+    assert slow["guest-fileserver-monitor-120s"] == "120s"
+
+
 def test_cib_guests_local_ones_are_not_managed(cfg):
     prims = _ids(_cib(cfg), "primitive")
     assert {"guest-stinky", "guest-shell2", "guest-fileserver"} <= set(prims)

@@ -15,9 +15,13 @@ trash:
     # race in a drill; real servers fence in a few seconds
     fence_delay: 30
     # a single TCG vCPU always shows a load of 2-7: Pacemaker would throttle itself to one
-    # action at a time, which doubled a rejoin's time (both measured 2026-11-28)
+    # action at a time, which doubled a rejoin's time; but 8 at once (eight agents of 20-28 s
+    # each on a host 2.5x slower) starved the controller until pacemakerd killed it
     load_threshold: 2000
-    node_action_limit: 8
+    node_action_limit: 4
+    # every monitor is an agent run of 10-25 s on a TCG vCPU: at the default 30 s the
+    # monitors alone took half of each node's CPU (measured 2026-11-28)
+    monitor_interval: 120
 
   nodes:
     node1:

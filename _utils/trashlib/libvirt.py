@@ -29,7 +29,10 @@ def domain(cfg, g):
     ET.SubElement(dom, "vcpu").text = str(g["vcpus"])
     os_ = ET.SubElement(dom, "os")
     ET.SubElement(os_, "type", arch="x86_64", machine="pc").text = "hvm"
-    ET.SubElement(os_, "boot", dev="hd")
+    if g["kernel"]:
+        ET.SubElement(os_, "kernel").text = g["kernel"]
+    else:
+        ET.SubElement(os_, "boot", dev="hd")
     features = ET.SubElement(dom, "features")
     ET.SubElement(features, "acpi")
     ET.SubElement(features, "apic")
@@ -84,5 +87,6 @@ def summary(xml_text):
         "networks": [[nic.find("source").get("bridge"), nic.find("mac").get("address")]
                      for nic in dom.findall("devices/interface")],
         "description": dom.findtext("description") or "",
+        "kernel": dom.findtext("os/kernel"),
         "owner": None if owner is None else owner.get("cluster"),
     }

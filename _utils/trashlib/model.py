@@ -616,7 +616,7 @@ def _check_guests(chk, cfg, nodes, bridges):
     defaults = cfg["guest_defaults"]
     chk.keys(defaults, "trash:guest_defaults", {"vcpus", "memory", "disk_size", "storage",
                                                 "failover", "networks", "description",
-                                                "domain_type", "stop"})
+                                                "domain_type", "stop", "kernel"})
     guests = chk.typed(cfg["guests"], "trash:guests", dict) or {}
     vgs = cfg["volume_groups"] if isinstance(cfg["volume_groups"], dict) else {}
     homes = {vg.get("home") for vg in vgs.values()
@@ -653,6 +653,9 @@ def _check_guests(chk, cfg, nodes, bridges):
             chk.err(f"{gp}:domain_type", f"{g.get('domain_type')!r} must be kvm or qemu")
         if g.get("stop") not in ("shutdown", "destroy"):
             chk.err(f"{gp}:stop", f"{g.get('stop')!r} must be shutdown or destroy")
+        kernel = g.get("kernel")
+        if kernel is not None and not (isinstance(kernel, str) and kernel.startswith("/")):
+            chk.err(f"{gp}:kernel", f"{kernel!r} must be an absolute path on the nodes, or null")
         nets = chk.typed(g.get("networks"), f"{gp}:networks", list)
         for i, net in enumerate(nets or ()):
             if not _known(net, bridges):

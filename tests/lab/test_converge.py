@@ -169,6 +169,17 @@ def test_pacemaker_runs_the_storage_stack_and_guests_with_real_fencing(lab, sett
         assert running == cluster | {local}, f"{node}: {running}"
 
 
+@pytest.mark.parametrize("node,guest", [("node1", "stinky"), ("node2", "shell2"),
+                                        ("node1", "ns1")])
+def test_guests_boot_the_pillars_kernel_which_halts_their_cpu(lab, settled, node, guest):
+    """guest_defaults:kernel reaches libvirt (cluster and /local guests alike), and QEMU
+    runs it: the vCPU sits halted on the kernel's hlt instead of running SeaBIOS."""
+    kernel = PILLAR["guest_defaults"]["kernel"]
+    assert f"<kernel>{kernel}</kernel>" in ok(lab, node, f"virsh dumpxml {guest}")
+    regs = ok(lab, node, f"virsh qemu-monitor-command {guest} --hmp 'info registers'")
+    assert "HLT=1" in regs and "EIP=00100022" in regs, regs
+
+
 @pytest.mark.parametrize("node", NODES)
 def test_mirrors_are_synced_and_gfs2_is_shared(lab, settled, node):
     from trashlib import drbd

@@ -74,6 +74,8 @@ def test_missing_trash_pillar(defaults):
      "trash:cluster:load_threshold", "outside 1-100000"),
     (lambda t: t["cluster"].update(node_action_limit="many"),
      "trash:cluster:node_action_limit", "must be an integer"),
+    (lambda t: t["guests"]["stinky"].update(kernel="halt.bin"),
+     "trash:guests:stinky:kernel", "must be an absolute path"),
     (lambda t: t["cluster"].update(monitor_interval=5),
      "trash:cluster:monitor_interval", "outside 10-3600"),
     (lambda t: t["cluster"].update(clustername="x"),

@@ -236,6 +236,22 @@ def test_domain_summary_equals_libvirts_own_xml(cfg):
     assert libvirt.summary(text)["owner"] == "trashnet"
 
 
+def test_a_guest_kernel_boots_instead_of_the_disk_and_counts_as_a_change(example_pillar, defaults):
+    example_pillar["trash"]["guests"]["fileserver"]["kernel"] = "/usr/lib/trashlab/halt.bin"
+    cfg = model.load(example_pillar, defaults)
+    dom = ET.fromstring(libvirt.render(cfg, cfg["guests"]["fileserver"]))
+    assert dom.findtext("os/kernel") == "/usr/lib/trashlab/halt.bin"
+    assert dom.find("os/boot") is None
+    plain = libvirt.render(cfg, cfg["guests"]["stinky"])
+    assert ET.fromstring(plain).find("os/boot").get("dev") == "hd"
+    assert libvirt.summary(plain)["kernel"] is None
+    # a domain defined before the key was set differs from the rendered one: redefined
+    text = (pathlib.Path(__file__).parents[1] / "data/libvirt/fileserver-xmldesc-inactive.xml").read_text()
+    assert libvirt.summary(text)["kernel"] is None
+    assert libvirt.summary(libvirt.render(cfg, cfg["guests"]["fileserver"]))["kernel"] == \
+        "/usr/lib/trashlab/halt.bin"
+
+
 def test_corosync_waits_for_the_serial_links_address(cfg):
     from trashlib import serial
 

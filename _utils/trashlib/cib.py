@@ -119,6 +119,9 @@ def build(cfg):
         props.append(("load-threshold", f"{cl['load_threshold']}%"))
     if cl.get("node_action_limit") is not None:
         props.append(("node-action-limit", cl["node_action_limit"]))
+    factor = cl["timeout_factor"]
+    if factor != 1:
+        props.append(("stonith-timeout", f"{60 * factor}s"))  # Pacemaker's 60 s, scaled
     _nvset(crm, "cluster_property_set", "cib-bootstrap-options", block_id="cib-bootstrap-options",
            pairs=props)
     xml_nodes = ET.SubElement(conf, "nodes")
@@ -139,8 +142,9 @@ def build(cfg):
         if target == cl["priority_node"]:
             # the device that fences the priority node waits, so the priority node shoots first
             params.append(("pcmk_delay_base", f"{cl['fence_delay']}s"))
+        # starting the device logs in to the BMC: Pacemaker's 20 s was missed under load
         _primitive(rsc, rid, "stonith", "fence_ipmilan", params,
-                   [("monitor", f"{2 * every}s", {"timeout": "30s"})])
+                   _timeouts(start=60) + [("monitor", f"{2 * every}s", {"timeout": "30s"})])
         # a node never runs the device that fences itself
         _location(cons, rid, target, "-INFINITY")
 
@@ -232,6 +236,8 @@ def build(cfg):
 
     rd = ET.SubElement(conf, "rsc_defaults")
     _nvset(rd, "meta_attributes", "rsc-options", [("resource-stickiness", cl["stickiness"])])
+    for op in rsc.iter("op"):
+        op.set("timeout", f"{int(op.get('timeout').rstrip('s')) * factor}s")
     ET.SubElement(cib, "status")
     return cib
 

@@ -169,7 +169,8 @@ def _check_cluster(chk, cfg):
     chk.keys(cl, p, {"name", "domain", "priority_node", "two_node", "links", "totem",
                      "crypto_cipher", "crypto_hash", "stickiness", "home_preference",
                      "fence_delay", "fence_action", "no_quorum_policy", "load_threshold",
-                     "node_action_limit", "monitor_interval", "authkey"})
+                     "node_action_limit", "monitor_interval", "timeout_factor",
+                     "authkey"})
     chk.name(cl.get("name"), f"{p}:name", what="a cluster name")
     chk.typed(cl.get("domain"), f"{p}:domain", str)
     chk.typed(cl.get("two_node"), f"{p}:two_node", bool)
@@ -201,6 +202,7 @@ def _check_cluster(chk, cfg):
     chk.integer(cl.get("load_threshold"), f"{p}:load_threshold", 1, 100000, required=False)
     chk.integer(cl.get("node_action_limit"), f"{p}:node_action_limit", 1, 1000, required=False)
     chk.integer(cl.get("monitor_interval"), f"{p}:monitor_interval", 10, 3600)
+    chk.integer(cl.get("timeout_factor"), f"{p}:timeout_factor", 1, 10)
     for key in ("crypto_cipher", "crypto_hash"):
         chk.typed(cl.get(key), f"{p}:{key}", str)
     key = chk.typed(cl.get("authkey"), f"{p}:authkey", str)

@@ -76,6 +76,8 @@ def test_missing_trash_pillar(defaults):
      "trash:cluster:node_action_limit", "must be an integer"),
     (lambda t: t["guests"]["stinky"].update(kernel="halt.bin"),
      "trash:guests:stinky:kernel", "must be an absolute path"),
+    (lambda t: t["cluster"].update(timeout_factor=0),
+     "trash:cluster:timeout_factor", "outside 1-10"),
     (lambda t: t["cluster"].update(monitor_interval=5),
      "trash:cluster:monitor_interval", "outside 10-3600"),
     (lambda t: t["cluster"].update(clustername="x"),

@@ -122,6 +122,23 @@ def test_cib_monitor_intervals_follow_the_pillar(example_pillar, defaults):
     assert slow["guest-fileserver-monitor-120s"] == "120s"
 
 
+def test_cib_timeouts_scale_with_the_pillar(example_pillar, defaults):
+    def timeouts(root):
+        return {op.get("id"): op.get("timeout") for op in root.iter("op")}
+
+    root = cib.build(model.load(example_pillar, defaults))
+    plain = timeouts(root)
+    assert plain["fence-node1-start-0s"] == "60s" and plain["drbd-mirror0-start-0s"] == "240s"
+    crm = {nv.get("name"): nv.get("value") for nv in root.iter("nvpair")}
+    assert "stonith-timeout" not in crm
+    example_pillar["trash"]["cluster"]["timeout_factor"] = 3
+    root = cib.build(model.load(example_pillar, defaults))
+    assert {k: int(v[:-1]) for k, v in timeouts(root).items()} == \
+        {k: 3 * int(v[:-1]) for k, v in plain.items()}
+    crm = {nv.get("name"): nv.get("value") for nv in root.iter("nvpair")}
+    assert crm["stonith-timeout"] == "180s"
+
+
 def test_cib_guests_local_ones_are_not_managed(cfg):
     prims = _ids(_cib(cfg), "primitive")
     assert {"guest-stinky", "guest-shell2", "guest-fileserver"} <= set(prims)

@@ -22,6 +22,9 @@ trash:
     # every monitor is an agent run of 10-25 s on a TCG vCPU: at the default 30 s the
     # monitors alone took half of each node's CPU (measured 2026-11-28)
     monitor_interval: 120
+    # starts of fence devices (20 s) and of volume groups (90 s) timed out while a node
+    # converged and started everything at once (measured 2026-11-28)
+    timeout_factor: 3
 
   nodes:
     node1:

@@ -160,7 +160,14 @@ def _proc():
 
 def _gi(name, spec, up, version):
     if up:
-        res = _run(["drbdadm", "get-gi", name])
+        # drbdadm asks the kernel (drbdsetup get-gi), and where that fails, as it did on
+        # a loaded node, reads the attached backing device, which is busy: ask again
+        for attempt in range(3):
+            if attempt:
+                time.sleep(2 * attempt)
+            res = _run(["drbdadm", "get-gi", name])
+            if res["retcode"] == 0:
+                break
     else:
         res = _run(["drbdmeta", str(spec["minor"]), FORMAT[version], spec["device"],
                     "internal", "get-gi"])
@@ -364,6 +371,11 @@ def initial_sync(test=False, timeout=600):
           for n, s in devices.items()}
     fresh = []
     for name, spec in devices.items():
+        local = (proc.get(spec["minor"], {}).get("ds") or ("",))[0]
+        if up[name] and local in ("UpToDate", "Outdated", "Consistent"):
+            # its attached copy holds data: no generation identifiers needed (drbdadm
+            # get-gi found the attached backing device busy on a loaded node)
+            continue
         try:
             gi = _gi(name, spec, up[name], version)
         except CommandExecutionError:

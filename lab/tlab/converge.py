@@ -322,7 +322,7 @@ def _result(node, took, ret, error=None):
                 "error": "\n".join(map(str, ret if isinstance(ret, list) else [ret]))}
     states = [{"id": s.get("__id__", key), "result": s.get("result"),
                "changes": s.get("changes") or {}, "comment": str(s.get("comment", "")),
-               "run_num": s.get("__run_num__", 0)}
+               "run_num": s.get("__run_num__", 0), "ms": float(s.get("duration") or 0)}
               for key, s in ret.items()]
     states.sort(key=lambda s: s["run_num"])
     return {"node": node, "seconds": took, "states": states, "error": None}
@@ -424,13 +424,18 @@ def converge(nodes=lab.NODES, test=False, push_first=True, masters=False):
     return apply_all(tuple(nodes), test)
 
 
-def summary(results):
-    """Lines: per node its time, then per state id, result, number of changes, comment."""
+def summary(results, slowest=8):
+    """Lines: per node its time and its slowest states, then per state id, result, number
+    of changes, comment."""
     lines = []
     for node, res in results.items():
         n_changed = sum(1 for s in res["states"] if s["changes"])
         lines.append(f"== {node}: {len(res['states'])} states, {n_changed} changed, "
                      f"{len(failed(res))} failed, {res['seconds']} s")
+        top = sorted(res["states"], key=lambda s: -s["ms"])[:slowest]
+        if top:
+            lines.append("   slowest: " + ", ".join(
+                f"{s['id']} {s['ms'] / 1000:.0f} s" for s in top))
         if res["error"]:
             lines.append(f"   ERROR: {res['error']}")
         for s in res["states"]:

@@ -314,16 +314,21 @@ class DrillError(Exception):
 
 
 def wait(what, probe, timeout, every=2):
-    """Poll probe() until it returns (true, detail); return detail, or raise DrillError."""
+    """Poll probe() until it returns (true, detail); return detail, or raise DrillError.
+    Between polls at least ``every`` seconds and at least as long as the poll took: under
+    TCG one poll (crm_mon, stonith_admin) costs 5-25 s of the node's only vCPU, and
+    back-to-back polls slowed the very fencing and failover they watch."""
     deadline = time.monotonic() + timeout
     last = None
     while True:
+        t0 = time.monotonic()
         ok, last = probe()
         if ok:
             return last
-        if time.monotonic() > deadline:
+        now = time.monotonic()
+        if now > deadline:
             raise DrillError(f"not within {timeout} s: {what}; last seen: {last}")
-        time.sleep(every)
+        time.sleep(max(every, now - t0))
 
 
 # -- preconditions ----------------------------------------------------------------------
@@ -700,7 +705,7 @@ def isolate():
     return d
 
 
-def _priority_survives(d, timeout=300):
+def _priority_survives(d, timeout=600):
     """After the cut: the priority node powers the other off through its BMC, exactly
     once, is never powered off itself, and runs its own and every failover guest; the
     other's pinned guests stop."""

@@ -8,7 +8,6 @@ import json
 import pathlib
 import re
 import sys
-import time
 
 import pytest
 import yaml
@@ -16,7 +15,7 @@ import yaml
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "_utils"))
 
-from tlab import converge  # noqa: E402
+from tlab import converge, drill  # noqa: E402
 from trashlib import corosync  # noqa: E402
 
 NODES = ("node1", "node2")
@@ -32,15 +31,13 @@ def ok(lab, node, cmd, timeout=120):
 
 
 def wait_for(what, probe, timeout=240, every=2):
-    """Poll probe() until it returns something true; fail with its last answer."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = probe()
-        if last and last[0]:
-            return last
-        time.sleep(every)
-    pytest.fail(f"not within {timeout} s: {what}; last seen: {last}")
+    """Poll probe() until its answer's first item is true, as the drills poll (no closer
+    than a poll takes); fail with its last answer."""
+    try:
+        return drill.wait(what, lambda: (lambda a: (bool(a and a[0]), a))(probe()),
+                          timeout, every)
+    except drill.DrillError as e:
+        pytest.fail(str(e))
 
 
 def links_seen(lab, node):

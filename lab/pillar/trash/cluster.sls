@@ -12,8 +12,9 @@ trash:
     priority_node: node1
     # the delay must outlast the priority node's own fencing of its peer: under TCG that
     # took 17-23 s (fence_ipmilan on a loaded single vCPU), so the default 15 s lost the
-    # race in a drill; real servers fence in a few seconds
-    fence_delay: 30
+    # race in a drill; on the host 2.5x slower (2026-11-28) it took more than 30 s; real
+    # servers fence in a few seconds
+    fence_delay: 60
     # a single TCG vCPU always shows a load of 2-7: Pacemaker would throttle itself to one
     # action at a time, which doubled a rejoin's time; but 8 at once (eight agents of 20-28 s
     # each on a host 2.5x slower) starved the controller until pacemakerd killed it

@@ -4,7 +4,13 @@ conftest.py orders it) and in this file's order, as one chain, because a fenced 
 return costs minutes under TCG: each loss leaves a node off, `rejoin` brings it back
 (nothing moves back), and the next drill starts from there (isolate, storage-link-loss
 and power-off accept guests away from home). The chain ends with node2 powered off through its BMC and
-fenced (`trashlab drill restore` brings it back)."""
+fenced (`trashlab drill restore` brings it back).
+
+The whole chain took 44 minutes on the 2-core host of 2026-11-28, whose TCG is 2.5x slower
+than when the lab was built (each rejoin 7 minutes), the lab tier with it 86, CI ≈95: more
+than CI's 90-minute limit. So `bin/test` and CI run the chain up to node1's rejoin and its
+converge, and TRASHLAB_CHAIN=full runs the rest too (26 minutes more; the tests marked
+full_chain, tests/lab/conftest.py)."""
 
 import sys
 
@@ -69,6 +75,7 @@ def test_rejoined_node_converges_without_change(ready):
     assert not changed, "\n".join(converge.summary({"node1": res}))
 
 
+@pytest.mark.full_chain
 def test_isolation_leaves_exactly_the_priority_node(ready):
     d = passed(run("isolate"))
     t = d["facts"]["seconds_from_cut"]
@@ -77,16 +84,19 @@ def test_isolation_leaves_exactly_the_priority_node(ready):
     assert t["BMC power off"] is not None and t["BMC power off"] < FENCE_DELAY, t
 
 
+@pytest.mark.full_chain
 def test_node2_rejoins_after_isolation(ready):
     d = passed(run("rejoin", "node2"))
     assert d["facts"]["placement_after"]["guest-fileserver"] == ["node1"]
 
 
+@pytest.mark.full_chain
 def test_storage_link_loss_fences_the_non_priority_node_only(ready):
     d = passed(run("storage-link-loss"))
     assert d["facts"]["drbd_on_priority"]["mirror0"].split()[1] == "Primary/Unknown"
 
 
+@pytest.mark.full_chain
 def test_a_cib_push_during_the_outage_keeps_drbds_fence_constraints(ready):
     """node2 is off and its copies outdated: DRBD's handler placed constraints
     (drbd-fence-by-handler-*) that keep any outdated copy from being promoted. A
@@ -101,12 +111,14 @@ def test_a_cib_push_during_the_outage_keeps_drbds_fence_constraints(ready):
     assert drill._fence_constraints("node1") == before
 
 
+@pytest.mark.full_chain
 def test_node2_rejoins_and_resyncs_after_the_storage_link_loss(ready):
     """node2 wrote to its mirror2 after it had outdated node1's copy: the rejoin syncs
     node2's data back (no split brain: every mirror UpToDate on both sides)."""
     passed(run("rejoin", "node2"))
 
 
+@pytest.mark.full_chain
 def test_power_off_through_the_bmc_is_fenced_and_nothing_else_moves(ready):
     """The last loss, as nothing follows it: node2 off through its BMC. node1 fences it
     (fence_ipmilan finds it off already), keeps its guests, shell2 stays stopped."""

@@ -46,8 +46,7 @@ def pytest_collection_modifyitems(config, items):
     rank = {"test_lab.py": 1, "test_converge.py": 2, "test_host.py": 3, "test_drills.py": 4}
     items.sort(key=lambda item: rank.get(item.fspath.basename, 0))
     # the whole drill chain takes longer than CI may on a 2-core TCG host (test_drills.py)
-    if os.environ.get("TRASHLAB_CHAIN") != "full":
-        later = [item for item in items if item.get_closest_marker("full_chain")]
-        if later:
-            config.hook.pytest_deselected(items=later)
-            items[:] = [item for item in items if not item.get_closest_marker("full_chain")]
+    later = [item for item in items if item.get_closest_marker("full_chain")]
+    if later and os.environ.get("TRASHLAB_CHAIN") != "full":
+        config.hook.pytest_deselected(items=later)
+        items[:] = [item for item in items if item not in later]

@@ -527,6 +527,81 @@ def ifupdown_release(test=False):
                        f"boot; the first version is {_network.IFUPDOWN}.trash-orig)"}
 
 
+def _systemctl(root):
+    return ["systemctl", f"--root={root}"] if root else ["systemctl"]
+
+
+def _unit_file_state(unit, root=None):
+    """``systemctl is-enabled`` (it reads the unit files on disk): enabled, disabled,
+    masked, static, …, or not-found."""
+    res = __salt__["cmd.run_all"]([*_systemctl(root), "is-enabled", unit], python_shell=False,
+                                  ignore_retcode=True, output_loglevel="quiet")
+    out = res["stdout"].strip().splitlines()
+    return out[-1].strip() if out else "not-found"
+
+
+def units_at_boot(enable=(), disable=(), test=False, root=None):
+    """
+    Enable the systemd units ``enable`` and disable the units ``disable`` at boot,
+    those that are not so yet; what is running now is left alone.
+
+    One ``systemctl --no-reload`` call each, without synchronising SysV init scripts
+    (``SYSTEMCTL_SKIP_SYSV``): systemd ignores the init script of a unit that has a
+    unit file, and each manager reload that ``systemctl enable`` and update-rc.d would
+    make took 10-25 s on a loaded node (three per unit with an init script). The
+    ``trash-systemd-reloaded`` state reloads once after any change, so that
+    ``systemctl status`` shows the new boot state too. A masked or missing unit is
+    not enabled: the comment says so. ``root``: the unit files of another root
+    (``systemctl --root``) instead.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call trash.units_at_boot enable='[corosync, pacemaker]' test=True
+    """
+    changes, problems, todo = {}, [], {"enable": [], "disable": []}
+    for verb, units, done in (("enable", enable, {"enabled"}),
+                              ("disable", disable, {"disabled", "masked", "static",
+                                                    "not-found"})):
+        for unit in units:
+            state = _unit_file_state(unit, root)
+            if state in done:
+                continue
+            if verb == "enable" and state in ("masked", "not-found", "bad"):
+                problems.append(f"{unit}: no unit file, not enabled" if state == "not-found"
+                                else f"{unit} is {state}: not enabled"
+                                + (f" (systemctl unmask {unit}, if it should run)"
+                                   if state == "masked" else ""))
+                continue
+            todo[verb].append(unit)
+            changes[unit] = {"old": state, "new": f"{verb}d"}
+    if problems:
+        return {"result": False, "changes": {}, "comment": "\n".join(problems)}
+    wanted = [f"{u} enabled" for u in enable] + [f"{u} disabled" for u in disable]
+    if not changes:
+        return {"result": True, "changes": {},
+                "comment": f"already at boot: {', '.join(wanted)}"}
+    if test:
+        return {"result": None, "changes": changes,
+                "comment": "would " + "; ".join(f"{verb} {', '.join(units)}"
+                                                for verb, units in todo.items() if units)
+                           + " at boot"}
+    made = {}
+    for verb, units in todo.items():
+        if units:
+            res = __salt__["cmd.run_all"]([*_systemctl(root), "--no-reload", verb, *units],
+                                          python_shell=False, ignore_retcode=True,
+                                          env={"SYSTEMCTL_SKIP_SYSV": "1"})
+            if res["retcode"] != 0:
+                return {"result": False, "changes": made,
+                        "comment": f"systemctl {verb} {' '.join(units)}: "
+                                   f"{(res['stderr'] or res['stdout']).strip()}"}
+            made.update((u, changes[u]) for u in units)
+    return {"result": True, "changes": changes,
+            "comment": "at boot: " + ", ".join(wanted)}
+
+
 # Sections of the Pacemaker configuration this formula owns. Everything else
 # (node entries, the properties Pacemaker adds itself such as dc-version) stays.
 _CIB_SECTIONS = ("resources", "constraints", "rsc_defaults")

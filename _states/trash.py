@@ -209,3 +209,19 @@ def ifupdown_released(name):
           trash.ifupdown_released: []
     """
     return _translate(name, "trash.ifupdown_release")
+
+
+def units_at_boot(name, enable=(), disable=()):
+    """
+    The systemd units ``enable`` enabled and ``disable`` disabled at boot, without a
+    manager reload each (``trash-systemd-reloaded`` reloads once).
+
+    .. code-block:: yaml
+
+        trash-corosync-at-boot:
+          trash.units_at_boot:
+            - enable: [corosync]
+            - onchanges_in:
+              - cmd: trash-systemd-reloaded
+    """
+    return _translate(name, "trash.units_at_boot", enable=enable, disable=disable)

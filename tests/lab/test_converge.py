@@ -212,6 +212,21 @@ def test_units_pacemaker_replaces_are_disabled_at_boot(lab, first):
         assert disabled == {"lvmlockd", "lvmlocks"} | set(ENABLED_BY_HAND.get(node, ())), node
 
 
+# what the formula starts and enables at boot (trash.units_at_boot, without a reload each)
+STARTED_UNITS = ("chrony", "systemd-networkd", "nftables", "trash-serial-link", "corosync",
+                 "libvirtd", "pacemaker")
+
+
+def test_started_units_are_enabled_at_boot_and_systemd_has_reloaded(lab, first):
+    """Enabled on disk (is-enabled), and in systemd's own view (UnitFileState, which only
+    a manager reload updates: trash-systemd-reloaded ran)."""
+    units = " ".join(STARTED_UNITS)
+    for node in NODES:
+        r = lab.run(node, f"systemctl is-enabled {units}; "
+                          f"systemctl show --property=UnitFileState --value {units}", timeout=60)
+        assert r.stdout.split() == ["enabled"] * 2 * len(STARTED_UNITS), (node, r.stdout)
+
+
 @pytest.mark.parametrize("node", NODES)
 def test_the_raid_array_was_created_and_is_named_in_mdadm_conf(lab, first, node):
     """The formula made /dev/md0 a RAID 1 of the two empty disks and named it in

@@ -113,23 +113,35 @@ def test_a_minion_that_is_no_node_renders_nothing(tmp_path):
     assert not outdir.exists()
 
 
-# the services the formula starts on a live node (trash_root /), and the files they follow
-SERVICES = {"trash-chrony-running": ("chrony", "trash-basics-files-managed"),
-            "trash-networkd-running": ("systemd-networkd", "trash-network-files-managed"),
-            "trash-firewall-loaded": ("nftables", "trash-firewall-files-managed"),
-            "trash-serial-link-running": ("trash-serial-link", "trash-serial-files-managed"),
-            "trash-corosync-running": ("corosync", None)}
+# the services the formula starts on a live node (trash_root /), the files they follow,
+# and the state that enables each at boot once it runs
+SERVICES = {"trash-chrony-running": ("chrony", "trash-basics-files-managed",
+                                     "trash-chrony-at-boot"),
+            "trash-networkd-running": ("systemd-networkd", "trash-network-files-managed",
+                                       "trash-networkd-at-boot"),
+            "trash-firewall-loaded": ("nftables", "trash-firewall-files-managed",
+                                      "trash-firewall-at-boot"),
+            "trash-serial-link-running": ("trash-serial-link", "trash-serial-files-managed",
+                                          "trash-serial-link-at-boot"),
+            "trash-corosync-running": ("corosync", None, "trash-corosync-at-boot")}
+
+
+def _args(state, fun):
+    return {k: v for a in state[fun] if isinstance(a, dict) for k, v in a.items()}
 
 
 def test_services_are_started_only_on_a_live_node(tmp_path):
     live = saltcli.salt_call("state.show_highstate", "--out=json")
     assert live.returncode == 0, live.stderr
     high = saltcli.local(live)
-    for sid, (service, files) in SERVICES.items():
-        args = {k: v for a in high[sid]["service"] if isinstance(a, dict) for k, v in a.items()}
-        assert args["name"] == service and args["enable"] is True, high[sid]
+    for sid, (service, files, at_boot) in SERVICES.items():
+        args = _args(high[sid], "service")
+        assert args["name"] == service and "enable" not in args, high[sid]
         if files:
             assert args["watch"] == [{"trash": files}], high[sid]
+        boot = _args(high[at_boot], "trash")
+        assert boot["enable"] == [service] and boot["require"] == [{"service": sid}], boot
+        assert boot["onchanges_in"] == [{"cmd": "trash-systemd-reloaded"}], boot
     # nftables and networkd are reloaded, never restarted (a restart flushes every table)
     for sid in ("trash-firewall-loaded", "trash-networkd-running"):
         assert {"reload": True} in high[sid]["service"]
@@ -137,7 +149,8 @@ def test_services_are_started_only_on_a_live_node(tmp_path):
                                   trash_root=tmp_path / "root")
     image = saltcli.salt_call("state.show_highstate", "--out=json", config_dir=config)
     assert image.returncode == 0, image.stderr
-    assert not set(SERVICES) & set(saltcli.local(image))
+    boots = {at_boot for _, _, at_boot in SERVICES.values()}
+    assert not (set(SERVICES) | boots | {"trash-systemd-reloaded"}) & set(saltcli.local(image))
 
 
 @pytest.mark.parametrize("node", NODES)

@@ -2,6 +2,7 @@
 # what needs a restart is named. A corosync that is not running is started (and enabled
 # at boot) once its links are configured: networkd's cross-links and the serial link.
 include:
+  - trash.boot
   - trash.network
   - trash.serial
 
@@ -13,8 +14,15 @@ trash-corosync-reloaded:
 trash-corosync-running:
   service.running:
     - name: corosync
-    - enable: True
     - require:
       - trash: trash-corosync-reloaded
       - service: trash-networkd-running
       - service: trash-serial-link-running
+
+trash-corosync-at-boot:
+  trash.units_at_boot:
+    - enable: [corosync]
+    - require:
+      - service: trash-corosync-running
+    - onchanges_in:
+      - cmd: trash-systemd-reloaded

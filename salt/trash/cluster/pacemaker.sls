@@ -5,6 +5,7 @@
 {%- set live = salt['config.get']('trash_root', '/') == '/' %}
 {%- if live %}
 include:
+  - trash.boot
   - trash.packages
   - trash.cluster.corosync
   - trash.drbd.initial_sync
@@ -26,10 +27,17 @@ trash-dlm-may-bind-absent-addresses:
 trash-pacemaker-running:
   service.running:
     - name: pacemaker
-    - enable: True
     - require:
       - service: trash-corosync-running
       - trash: trash-drbd-initial-sync
+
+trash-pacemaker-at-boot:
+  trash.units_at_boot:
+    - enable: [pacemaker]
+    - require:
+      - service: trash-pacemaker-running
+    - onchanges_in:
+      - cmd: trash-systemd-reloaded
 
 # Pacemaker runs DLM, lvmlockd and the mirrors (the resource graph). Debian enables
 # dlm.service, lvmlockd.service and lvmlocks.service with their packages (drbd.service
@@ -37,10 +45,12 @@ trash-pacemaker-running:
 # shutdown systemd would stop them beside it, without its order. Disabled, not stopped:
 # stopping drbd.service takes every mirror down, lvmlocks.service every lockspace.
 trash-pacemaker-owns-lock-and-mirror-daemons:
-  service.disabled:
-    - names: [drbd, dlm, lvmlockd, lvmlocks]
+  trash.units_at_boot:
+    - disable: [drbd, dlm, lvmlockd, lvmlocks]
     - require:
       - pkg: trash-packages-installed
+    - onchanges_in:
+      - cmd: trash-systemd-reloaded
 {%- endif %}
 
 trash-pacemaker-configured:

@@ -7,6 +7,7 @@ trash-guests-files-managed:
 {%- if salt['config.get']('trash_root', '/') == '/' %}
 
 include:
+  - trash.boot
   - trash.storage
 
 # Each guest's disk, created when missing, never shrunk or removed: a cluster guest's
@@ -22,7 +23,14 @@ trash-guest-disks-created:
 trash-libvirtd-running:
   service.running:
     - name: libvirtd
-    - enable: True
+
+trash-libvirtd-at-boot:
+  trash.units_at_boot:
+    - enable: [libvirtd]
+    - require:
+      - service: trash-libvirtd-running
+    - onchanges_in:
+      - cmd: trash-systemd-reloaded
 
 # /local guests defined (and updated) from their XML, autostarted by libvirt, started now
 trash-guests-defined:

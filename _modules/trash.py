@@ -551,7 +551,8 @@ def units_at_boot(enable=(), disable=(), test=False, root=None):
     make took 10-25 s on a loaded node (three per unit with an init script). The
     ``trash-systemd-reloaded`` state reloads once after any change, so that
     ``systemctl status`` shows the new boot state too. A masked or missing unit is
-    not enabled: the comment says so. ``root``: the unit files of another root
+    not enabled: the comment says so (in test mode a missing one would be, as an
+    earlier state may write its unit file). ``root``: the unit files of another root
     (``systemctl --root``) instead.
 
     CLI Example:
@@ -568,7 +569,10 @@ def units_at_boot(enable=(), disable=(), test=False, root=None):
             state = _unit_file_state(unit, root)
             if state in done:
                 continue
-            if verb == "enable" and state in ("masked", "not-found", "bad"):
+            # a dry run on a fresh node: the unit file may come from an earlier state
+            # (trash-serial-link's), as Salt's service.running allows in test mode
+            if verb == "enable" and (state in ("masked", "bad")
+                                     or state == "not-found" and not test):
                 problems.append(f"{unit}: no unit file, not enabled" if state == "not-found"
                                 else f"{unit} is {state}: not enabled"
                                 + (f" (systemctl unmask {unit}, if it should run)"

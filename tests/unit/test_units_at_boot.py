@@ -75,3 +75,9 @@ def test_a_masked_or_missing_unit_is_not_enabled(trash_mod, root):
         "pacemaker is masked: not enabled (systemctl unmask pacemaker, if it should run)",
         "nosuch: no unit file, not enabled"]
     assert state(root, "corosync") == "disabled"
+
+
+def test_a_dry_run_plans_a_unit_an_earlier_state_writes(trash_mod, root):
+    ret = trash_mod.units_at_boot(enable=["trash-serial-link"], test=True, root=str(root))
+    assert ret["result"] is None, ret
+    assert ret["changes"] == {"trash-serial-link": {"old": "not-found", "new": "enabled"}}

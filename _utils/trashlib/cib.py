@@ -9,6 +9,8 @@ devices read the BMC password from a root-only file through ``password_script``.
 
 import xml.etree.ElementTree as ET
 
+from trashlib import agents
+
 SCHEMA = "pacemaker-3.9"
 FENCE_SECRET_DIR = "/etc/trash/fence"
 
@@ -208,7 +210,8 @@ def build(cfg):
         if g["storage"] != "cluster":
             continue
         rid = guest_id(name)
-        prim = _primitive(rsc, rid, "ocf", "VirtualDomain", provider="heartbeat",
+        # Debian's VirtualDomain without a systemd reload on each start (trashlib.agents)
+        prim = _primitive(rsc, rid, "ocf", "VirtualDomain", provider=agents.PROVIDER,
                           # the agent would write the utilization into the CIB itself, on
                           # every start: a configuration that never stays as rendered
                           params=[("config", g["xml"]), ("hypervisor", "qemu:///system"),

@@ -6,7 +6,7 @@ exactly this list, and the ``trash.files_managed`` state manages exactly it.
 
 from dataclasses import dataclass, field
 
-from trashlib import basics, cib, corosync, drbd, firewall, libvirt, network, serial
+from trashlib import agents, basics, cib, corosync, drbd, firewall, libvirt, network, serial
 
 
 @dataclass(frozen=True)
@@ -56,9 +56,11 @@ def plan(cfg, node):
         FileSpec(cib.fence_secret_path(peer),
                  (cfg["nodes"][peer]["bmc"]["password"] + "\n").encode(), "cluster", "0400",
                  secret=True),
-        FileSpec("/etc/drbd.d/global_common.conf", drbd.global_common(cfg).encode(), "drbd",
-                 check="drbd"),
     ]
+    out += [FileSpec(path, text.encode(), "cluster", mode)
+            for path, (text, mode) in agents.files().items()]
+    out.append(FileSpec("/etc/drbd.d/global_common.conf", drbd.global_common(cfg).encode(),
+                        "drbd", check="drbd"))
     for name in sorted(cfg["drbd"]["resources"]):
         res = cfg["drbd"]["resources"][name]
         # the shared secret is inside: root only (diffs show it redacted)

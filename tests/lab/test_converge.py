@@ -178,6 +178,22 @@ def test_guests_boot_the_pillars_kernel_which_halts_their_cpu(lab, settled, node
 
 
 @pytest.mark.parametrize("node", NODES)
+def test_resource_agents_started_everything_without_a_systemd_reload(lab, settled, node):
+    """The agents' dependencies of resource-agents-deps.target were loaded before Pacemaker
+    started anything (trashlib.agents), so neither LVM-activate nor ocf:trash:VirtualDomain
+    wrote a runtime drop-in and reloaded systemd for it; Debian's VirtualDomain wrote two on
+    every guest start, each reload taking 20-30 s of a lab node."""
+    agents = {i.resource: i.agent for i in settled.instances
+              if i.resource.startswith("guest-")}
+    assert agents and set(agents.values()) == {"ocf:trash:VirtualDomain"}, agents
+    loaded = ok(lab, node, "systemctl show resource-agents-deps.target -p After -p Wants")
+    for unit in ("libvirtd.service", "blk-availability.service", "virt-guest-shutdown.target"):
+        assert unit in loaded, loaded
+    assert ok(lab, node, "ls /run/systemd/system/resource-agents-deps.target.d "
+                         "2>/dev/null | wc -l").strip() == "0"
+
+
+@pytest.mark.parametrize("node", NODES)
 def test_mirrors_are_synced_and_gfs2_is_shared(lab, settled, node):
     from trashlib import drbd
     proc = drbd.parse_proc_drbd(ok(lab, node, "cat /proc/drbd"))

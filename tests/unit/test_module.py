@@ -80,13 +80,13 @@ def test_manage_files_test_mode_predicts_and_writes_nothing(trash_mod, tmp_path)
 
 def test_manage_files_applies_then_converges(trash_mod, tmp_path, run_all):
     first = trash_mod.manage_files("cluster")
-    assert first["result"] is True and len(first["changes"]) == 6
+    assert first["result"] is True and len(first["changes"]) == 9
     assert run_all.call_count == 2  # corosync and crm_verify checked the new files
     root = tmp_path / "root"
     assert (root / "etc/trash/fence/node2.password").read_text().strip() != ""
     second = trash_mod.manage_files("cluster")
     assert second == {"result": True, "changes": {},
-                      "comment": "6 cluster files are in the rendered state"}
+                      "comment": "9 cluster files are in the rendered state"}
     assert run_all.call_count == 2  # nothing pending, nothing checked
 
 
@@ -104,7 +104,7 @@ def test_manage_files_writes_durably(trash_mod, tmp_path):
         trash_mod.manage_files("cluster")
     root = str(tmp_path / "root")
     files = {p for p in synced if "/.trash-" in p}
-    assert len(files) == 6  # the temporary files, before each is renamed into place
+    assert len(files) == 9  # the temporary files, before each is renamed into place
     dirs = set(synced) - files
     assert {root + "/etc/corosync", root + "/etc/dlm", root + "/etc/sysctl.d",
             root + "/etc/trash/fence", root + "/etc/trash", root + "/etc"} <= dirs

@@ -62,4 +62,6 @@ trash-pacemaker-configured:
       # VirtualDomain needs libvirtd and the domain XML of each guest it starts
       - service: trash-libvirtd-running
       - trash: trash-guests-files-managed
+      # the resource agents' dependencies loaded (trashlib.agents)
+      - cmd: trash-systemd-reloaded
 {%- endif %}

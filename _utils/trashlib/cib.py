@@ -144,9 +144,10 @@ def build(cfg):
         if target == cl["priority_node"]:
             # the device that fences the priority node waits, so the priority node shoots first
             params.append(("pcmk_delay_base", f"{cl['fence_delay']}s"))
-        # starting the device logs in to the BMC: Pacemaker's 20 s was missed under load
+        # starting the device and its monitor log in to the BMC: Pacemaker's 20 s was missed
+        # under load, and a lab node starting two guests took more than 90 s (30 s x 3)
         _primitive(rsc, rid, "stonith", "fence_ipmilan", params,
-                   _timeouts(start=60) + [("monitor", f"{2 * every}s", {"timeout": "30s"})])
+                   _timeouts(start=60) + [("monitor", f"{2 * every}s", {"timeout": "60s"})])
         # a node never runs the device that fences itself
         _location(cons, rid, target, "-INFINITY")
 

@@ -129,6 +129,7 @@ def test_cib_timeouts_scale_with_the_pillar(example_pillar, defaults):
     root = cib.build(model.load(example_pillar, defaults))
     plain = timeouts(root)
     assert plain["fence-node1-start-0s"] == "60s" and plain["drbd-mirror0-start-0s"] == "240s"
+    assert plain["fence-node1-monitor-60s"] == "60s"
     crm = {nv.get("name"): nv.get("value") for nv in root.iter("nvpair")}
     assert "stonith-timeout" not in crm
     example_pillar["trash"]["cluster"]["timeout_factor"] = 3

@@ -17,16 +17,18 @@ DEPS_DROPIN = "/etc/systemd/system/resource-agents-deps.target.d/50-trash.conf"
 
 _AGENT = f"""\
 #!/bin/sh
-# Managed by the trash formula: ocf:heartbeat:VirtualDomain with {FUNCTIONS}
-# (a drop-in already in effect is not followed by a systemd reload).
+# Managed by Salt (trash.cluster). Local changes are overwritten.
+# ocf:heartbeat:VirtualDomain with {FUNCTIONS}: a drop-in already
+# in effect is not followed by a systemd reload.
 OCF_FUNCTIONS_DIR="${{OCF_ROOT:-/usr/lib/ocf}}/lib/{PROVIDER}" \\
     exec "${{OCF_ROOT:-/usr/lib/ocf}}/resource.d/heartbeat/VirtualDomain" "$@"
 """
 
 _FUNCTIONS = """\
-# Managed by the trash formula: the resource agents' shell functions, with a systemd_drop_in
-# that checks first, as LVM-activate does: a dependency of resource-agents-deps.target that
-# systemd has loaded already is neither written again nor followed by a daemon-reload.
+# Managed by Salt (trash.cluster). Local changes are overwritten.
+# The resource agents' shell functions, with a systemd_drop_in that checks first, as
+# LVM-activate does: a dependency of resource-agents-deps.target that systemd has loaded
+# already is neither written again nor followed by a daemon-reload.
 OCF_FUNCTIONS_DIR="${OCF_ROOT:-/usr/lib/ocf}/lib/heartbeat"
 . "$OCF_FUNCTIONS_DIR/ocf-shellfuncs"
 
@@ -53,8 +55,9 @@ systemd_drop_in()
 # the dependencies VirtualDomain (guests stopped before libvirtd at shutdown) and
 # LVM-activate (volume groups deactivated before the block devices go) would add at runtime
 _DEPS = """\
-# Managed by the trash formula: the dependencies the resource agents of the cluster's
-# configuration would add at runtime (each with a systemd reload), in effect from boot.
+# Managed by Salt (trash.cluster). Local changes are overwritten.
+# The dependencies the resource agents of the cluster's configuration would add at
+# runtime (each with a systemd reload), in effect from boot.
 [Unit]
 After=libvirtd.service blk-availability.service
 Wants=virt-guest-shutdown.target

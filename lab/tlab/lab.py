@@ -476,6 +476,11 @@ class _Locked:
 
 
 def up(timeout=600):
+    if not (image.REPO / ".venv/bin/python").exists():
+        # the BMCs need pyghmi, the image's wheels libvirt-dev: without them `up` fails
+        # minutes later in a pip build
+        raise LabError(f"no {image.REPO}/.venv: run ./bin/setup first (lab/README.md, "
+                       "What it needs)")
     ensure_host_tools()
     with _Locked():
         return _up(timeout)

@@ -8,9 +8,10 @@ fenced (`trashlab drill restore` brings it back).
 
 The whole chain took 44 minutes on the 2-core host of 2026-11-28, whose TCG is 2.5x slower
 than when the lab was built (each rejoin 7 minutes), the lab tier with it 86, CI ≈95: more
-than CI's 90-minute limit. So `bin/test` and CI run the chain up to node1's rejoin and its
-converge, and TRASHLAB_CHAIN=full runs the rest too (26 minutes more; the tests marked
-full_chain, tests/lab/conftest.py)."""
+than CI's 90-minute limit. So `bin/test` and CI run the chain up to node1's rejoin, its
+converge and then the storage link's loss (no rejoin follows: node2 stays off), and
+TRASHLAB_CHAIN=full runs the rest too (node2's rejoins, isolate, power-off; the tests
+marked full_chain, tests/lab/conftest.py)."""
 
 import sys
 
@@ -75,28 +76,23 @@ def test_rejoined_node_converges_without_change(ready):
     assert not changed, "\n".join(converge.summary({"node1": res}))
 
 
-@pytest.mark.full_chain
-def test_isolation_leaves_exactly_the_priority_node(ready):
-    d = passed(run("isolate"))
-    t = d["facts"]["seconds_from_cut"]
-    # node1's device for node2 has no delay: node2 is off before node2's delayed shot
-    # at node1 could fire
-    assert t["BMC power off"] is not None and t["BMC power off"] < FENCE_DELAY, t
+def test_an_administrator_moves_the_failover_guest_home(ready):
+    """R13: nothing moved back by itself; once node1 is verified the administrator moves
+    fileserver home (restore: crm_resource --move, then --clear) and the cluster settles.
+    The storage link's loss below starts from there: with fileserver on node2, node2's
+    handler outdates node1's mirror1 and node1 still wins the fence, so fileserver and
+    stinky would stay down until node2 returns (lab/README.md, 2026-12-07)."""
+    d = passed(run("restore"))
+    events = [e["event"] for e in d["timeline"]]
+    assert "guest fileserver back home on node1" in events, events
 
 
-@pytest.mark.full_chain
-def test_node2_rejoins_after_isolation(ready):
-    d = passed(run("rejoin", "node2"))
-    assert d["facts"]["placement_after"]["guest-fileserver"] == ["node1"]
-
-
-@pytest.mark.full_chain
 def test_storage_link_loss_fences_the_non_priority_node_only(ready):
     d = passed(run("storage-link-loss"))
     assert d["facts"]["drbd_on_priority"]["mirror0"].split()[1] == "Primary/Unknown"
 
 
-@pytest.mark.full_chain
+
 def test_a_cib_push_during_the_outage_keeps_drbds_fence_constraints(ready):
     """node2 is off and its copies outdated: DRBD's handler placed constraints
     (drbd-fence-by-handler-*) that keep any outdated copy from being promoted. A
@@ -111,11 +107,30 @@ def test_a_cib_push_during_the_outage_keeps_drbds_fence_constraints(ready):
     assert drill._fence_constraints("node1") == before
 
 
+
 @pytest.mark.full_chain
 def test_node2_rejoins_and_resyncs_after_the_storage_link_loss(ready):
     """node2 wrote to its mirror2 after it had outdated node1's copy: the rejoin syncs
     node2's data back (no split brain: every mirror UpToDate on both sides)."""
     passed(run("rejoin", "node2"))
+
+
+
+@pytest.mark.full_chain
+def test_isolation_leaves_exactly_the_priority_node(ready):
+    d = passed(run("isolate"))
+    t = d["facts"]["seconds_from_cut"]
+    # node1's device for node2 has no delay: node2 is off before node2's delayed shot
+    # at node1 could fire
+    assert t["BMC power off"] is not None and t["BMC power off"] < FENCE_DELAY, t
+
+
+
+@pytest.mark.full_chain
+def test_node2_rejoins_after_isolation(ready):
+    d = passed(run("rejoin", "node2"))
+    assert d["facts"]["placement_after"]["guest-fileserver"] == ["node1"]
+
 
 
 @pytest.mark.full_chain

@@ -44,8 +44,8 @@ def pytest_collection_modifyitems(config, items):
     # and the firewall of a converged lab would fight; the storage states' refusals need
     # no cluster and run fastest on idle nodes; the drills need the converged lab
     # (stable sort: each file keeps its own order)
-    rank = {"test_lab.py": 1, "test_storage.py": 2, "test_converge.py": 3, "test_host.py": 4,
-            "test_drills.py": 5}
+    rank = {"test_lab.py": 1, "test_storage_refusals.py": 2, "test_converge.py": 3,
+            "test_host.py": 4, "test_drills.py": 5}
     items.sort(key=lambda item: rank.get(item.fspath.basename, 0))
     # the whole drill chain takes longer than CI may on a 2-core TCG host (test_drills.py)
     later = [item for item in items if item.get_closest_marker("full_chain")]

@@ -419,14 +419,20 @@ def initial_sync(test=False, timeout=600):
     if role == "target" and not unfinished:
         return {"result": True, "changes": changes,
                 "comment": f"brought up {', '.join(fresh)}: {source} makes the first copy"}
-    forced = []
+    forced, from_peer = [], []
     if role == "source" and fresh:
         states = _wait_connected(fresh, minors, timeout)
         for name in fresh:
             ds = tuple(states[name].get("ds") or ("?", "?"))
             if ds != ("Inconsistent", "Inconsistent"):
-                # the peer has (or is getting) data: DRBD syncs from it by itself
-                changes[name]["initial sync"]["new"] = f"connected ({'/'.join(ds)}): not forced"
+                # the peer has (or is getting) data, e.g. this node's disk was replaced:
+                # DRBD syncs this side from it by itself
+                from_peer.append(f"{name} ({'/'.join(ds)})")
+                if up[name]:
+                    del changes[name]  # nothing was done here
+                else:
+                    changes[name]["initial sync"]["new"] = ("brought up: syncing from the peer "
+                                                            f"({'/'.join(ds)})")
                 continue
             forced.append(name)
     locks = _LockManagers()
@@ -448,6 +454,9 @@ def initial_sync(test=False, timeout=600):
         for name in promoted:
             _run(["drbdadm", "secondary", name])
     done = forced + unfinished
-    return {"result": True, "changes": changes,
-            "comment": f"{node} is the first copy of {', '.join(done) or 'nothing'}; "
-                       "the peer syncs from it"}
+    said = ([f"{node} is the first copy of {', '.join(done)}; the peer syncs from it"]
+            if done else [])
+    if from_peer:
+        said.append(f"the peer holds the data of {', '.join(from_peer)}: this side syncs from "
+                    "it, nothing forced")
+    return {"result": True, "changes": changes, "comment": "; ".join(said)}

@@ -154,6 +154,22 @@ def test_a_peer_with_data_is_never_overwritten(drbd_mod):
     assert [c[-1] for c in mod.tools.ran("drbdadm", "get-gi")] == ["mirror2"]
 
 
+def test_a_replaced_disk_on_the_source_node_syncs_from_the_peer(drbd_mod):
+    """The source node's mirror1 is new (its disk replaced: fresh generation identifiers)
+    and connected to a peer that holds the data (a real SyncTarget capture): nothing is
+    forced or created, nothing reported as changed, the comment says who syncs whom."""
+    mod = drbd_mod(proc="proc-node2-synctarget.txt")
+    ret = mod.initial_sync()
+    assert ret["result"] is True and ret["changes"] == {}, ret
+    assert "mirror1 (Inconsistent/UpToDate)" in ret["comment"], ret["comment"]
+    assert "nothing forced" in ret["comment"] and "first copy" not in ret["comment"]
+    t = mod.tools
+    assert not t.ran("drbdadm", "primary") and not t.ran("drbdadm", "up")
+    assert not t.ran("mkfs.gfs2") and not t.ran("vgcreate") and not mod._marked()
+    # mirror0 and mirror2 hold UpToDate copies here: only mirror1's identifiers are read
+    assert [c[-1] for c in t.ran("drbdadm", "get-gi")] == ["mirror1"]
+
+
 def test_held_data_is_left_to_pacemaker(drbd_mod):
     mod = drbd_mod(gi=SYNCED_GI, proc="proc-node1-running.txt")
     ret = mod.initial_sync()

@@ -92,7 +92,6 @@ def test_storage_link_loss_fences_the_non_priority_node_only(ready):
     assert d["facts"]["drbd_on_priority"]["mirror0"].split()[1] == "Primary/Unknown"
 
 
-
 def test_a_cib_push_during_the_outage_keeps_drbds_fence_constraints(ready):
     """node2 is off and its copies outdated: DRBD's handler placed constraints
     (drbd-fence-by-handler-*) that keep any outdated copy from being promoted. A
@@ -107,13 +106,11 @@ def test_a_cib_push_during_the_outage_keeps_drbds_fence_constraints(ready):
     assert drill._fence_constraints("node1") == before
 
 
-
 @pytest.mark.full_chain
 def test_node2_rejoins_and_resyncs_after_the_storage_link_loss(ready):
     """node2 wrote to its mirror2 after it had outdated node1's copy: the rejoin syncs
     node2's data back (no split brain: every mirror UpToDate on both sides)."""
     passed(run("rejoin", "node2"))
-
 
 
 @pytest.mark.full_chain
@@ -125,12 +122,10 @@ def test_isolation_leaves_exactly_the_priority_node(ready):
     assert t["BMC power off"] is not None and t["BMC power off"] < FENCE_DELAY, t
 
 
-
 @pytest.mark.full_chain
 def test_node2_rejoins_after_isolation(ready):
     d = passed(run("rejoin", "node2"))
     assert d["facts"]["placement_after"]["guest-fileserver"] == ["node1"]
-
 
 
 @pytest.mark.full_chain

@@ -184,6 +184,13 @@ def _must(cmd, what):
     return res["stdout"]
 
 
+def _peer_holds_data(state):
+    """A connected resource whose sides are not both new: DRBD syncs from the side that
+    holds data by itself, and nothing may be forced."""
+    return (state.get("cs") in ("Connected", "SyncSource", "SyncTarget")
+            and tuple(state.get("ds") or ()) != ("Inconsistent", "Inconsistent"))
+
+
 def _wait_connected(names, minors, timeout):
     """Wait until every resource is connected to its peer; {name: state} when it is."""
     deadline, said = time.monotonic() + timeout, 0.0
@@ -408,11 +415,26 @@ def initial_sync(test=False, timeout=600):
     for name in unfinished:
         changes[name] = {"content": {"old": "incomplete", "new": "completed"}}
     if test:
-        return {"result": None, "changes": changes,
-                "comment": f"would bring up {', '.join(fresh) or 'nothing'} for the initial sync"
-                           + (" and make this node's side the first copy" if role == "source"
-                              else f" from {source}")
-                           + (f"; would finish {', '.join(unfinished)}" if unfinished else "")}
+        # a side that is up and connected shows now what the real run would find
+        from_peer = [n for n in fresh if role == "source" and up[n]
+                     and _peer_holds_data(proc.get(minors[n], {}))]
+        for name in from_peer:
+            del changes[name]
+        rest = [n for n in fresh if n not in from_peer]
+        said = []
+        if rest:
+            said.append(f"would bring up {', '.join(rest)} for the initial sync"
+                        + (" and make this node's side the first copy" if role == "source"
+                           else f" from {source}"))
+        if from_peer:
+            said.append("the peer holds the data of " + ", ".join(
+                f"{n} ({'/'.join(proc[minors[n]].get('ds') or ('?', '?'))})"
+                for n in from_peer)
+                + ": this side syncs from it, nothing would be forced")
+        if unfinished:
+            said.append(f"would finish {', '.join(unfinished)}")
+        return {"result": None if changes else True, "changes": changes,
+                "comment": "; ".join(said)}
     for name in fresh + unfinished:
         if not up[name]:
             _must(["drbdadm", "up", name], f"drbdadm up {name}")
@@ -424,7 +446,7 @@ def initial_sync(test=False, timeout=600):
         states = _wait_connected(fresh, minors, timeout)
         for name in fresh:
             ds = tuple(states[name].get("ds") or ("?", "?"))
-            if ds != ("Inconsistent", "Inconsistent"):
+            if _peer_holds_data(states[name]):
                 # the peer has (or is getting) data, e.g. this node's disk was replaced:
                 # DRBD syncs this side from it by itself
                 from_peer.append(f"{name} ({'/'.join(ds)})")

@@ -170,6 +170,15 @@ def test_a_replaced_disk_on_the_source_node_syncs_from_the_peer(drbd_mod):
     assert [c[-1] for c in t.ran("drbdadm", "get-gi")] == ["mirror1"]
 
 
+def test_a_dry_run_on_a_replaced_disk_says_it_syncs_from_the_peer(drbd_mod):
+    mod = drbd_mod(proc="proc-node2-synctarget.txt")
+    ret = mod.initial_sync(test=True)
+    assert ret["result"] is True and ret["changes"] == {}, ret
+    assert "mirror1 (Inconsistent/UpToDate)" in ret["comment"], ret["comment"]
+    assert "first copy" not in ret["comment"] and "nothing would be forced" in ret["comment"]
+    assert all("get-gi" in c for c in mod.tools.calls)
+
+
 def test_held_data_is_left_to_pacemaker(drbd_mod):
     mod = drbd_mod(gi=SYNCED_GI, proc="proc-node1-running.txt")
     ret = mod.initial_sync()

@@ -191,6 +191,13 @@ def _peer_holds_data(state):
             and tuple(state.get("ds") or ()) != ("Inconsistent", "Inconsistent"))
 
 
+def _syncs_from_peer(states, test):
+    """The comment for new sides whose peer holds the data ({name: /proc/drbd state})."""
+    held = ", ".join(f"{n} ({'/'.join(st.get('ds') or ('?', '?'))})" for n, st in states.items())
+    return (f"the peer holds the data of {held}: this side syncs from it, nothing "
+            + ("would be forced" if test else "forced"))
+
+
 def _wait_connected(names, minors, timeout):
     """Wait until every resource is connected to its peer; {name: state} when it is."""
     deadline, said = time.monotonic() + timeout, 0.0
@@ -416,8 +423,8 @@ def initial_sync(test=False, timeout=600):
         changes[name] = {"content": {"old": "incomplete", "new": "completed"}}
     if test:
         # a side that is up and connected shows now what the real run would find
-        from_peer = [n for n in fresh if role == "source" and up[n]
-                     and _peer_holds_data(proc.get(minors[n], {}))]
+        from_peer = {n: proc.get(minors[n], {}) for n in fresh if role == "source" and up[n]
+                     and _peer_holds_data(proc.get(minors[n], {}))}
         for name in from_peer:
             del changes[name]
         rest = [n for n in fresh if n not in from_peer]
@@ -427,10 +434,7 @@ def initial_sync(test=False, timeout=600):
                         + (" and make this node's side the first copy" if role == "source"
                            else f" from {source}"))
         if from_peer:
-            said.append("the peer holds the data of " + ", ".join(
-                f"{n} ({'/'.join(proc[minors[n]].get('ds') or ('?', '?'))})"
-                for n in from_peer)
-                + ": this side syncs from it, nothing would be forced")
+            said.append(_syncs_from_peer(from_peer, test=True))
         if unfinished:
             said.append(f"would finish {', '.join(unfinished)}")
         return {"result": None if changes else True, "changes": changes,
@@ -441,20 +445,18 @@ def initial_sync(test=False, timeout=600):
     if role == "target" and not unfinished:
         return {"result": True, "changes": changes,
                 "comment": f"brought up {', '.join(fresh)}: {source} makes the first copy"}
-    forced, from_peer = [], []
+    forced, from_peer = [], {}
     if role == "source" and fresh:
         states = _wait_connected(fresh, minors, timeout)
         for name in fresh:
-            ds = tuple(states[name].get("ds") or ("?", "?"))
             if _peer_holds_data(states[name]):
                 # the peer has (or is getting) data, e.g. this node's disk was replaced:
                 # DRBD syncs this side from it by itself
-                from_peer.append(f"{name} ({'/'.join(ds)})")
+                from_peer[name] = states[name]
                 if up[name]:
                     del changes[name]  # nothing was done here
                 else:
-                    changes[name]["initial sync"]["new"] = ("brought up: syncing from the peer "
-                                                            f"({'/'.join(ds)})")
+                    changes[name]["initial sync"]["new"] = "brought up: syncing from the peer"
                 continue
             forced.append(name)
     locks = _LockManagers()
@@ -479,6 +481,5 @@ def initial_sync(test=False, timeout=600):
     said = ([f"{node} is the first copy of {', '.join(done)}; the peer syncs from it"]
             if done else [])
     if from_peer:
-        said.append(f"the peer holds the data of {', '.join(from_peer)}: this side syncs from "
-                    "it, nothing forced")
+        said.append(_syncs_from_peer(from_peer, test=False))
     return {"result": True, "changes": changes, "comment": "; ".join(said)}

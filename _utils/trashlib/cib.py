@@ -88,8 +88,12 @@ def _location(cons, rsc, node, score, role=None):
     ET.SubElement(cons, "rsc_location", attrs)
 
 
+def drbd_primitive_id(res_name):
+    return f"drbd-{res_name}"
+
+
 def drbd_clone_id(res_name):
-    return f"drbd-{res_name}-clone"
+    return f"{drbd_primitive_id(res_name)}-clone"
 
 
 def guest_id(name):
@@ -171,7 +175,7 @@ def build(cfg):
             ("promotable", "true"), ("promoted-max", "2" if res["dual_primary"] else "1"),
             ("promoted-node-max", "1"), ("clone-max", "2"), ("clone-node-max", "1"),
             ("notify", "true")])
-        _primitive(clone, f"drbd-{name}", "ocf", "drbd", provider="linbit",
+        _primitive(clone, drbd_primitive_id(name), "ocf", "drbd", provider="linbit",
                    params=[("drbd_resource", name)],
                    ops=_timeouts(start=240, stop=100, promote=90, demote=90, notify=90)
                    + [("monitor", f"{every - 1}s", {"role": "Promoted", "timeout": "60s"}),

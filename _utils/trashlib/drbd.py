@@ -8,15 +8,19 @@ A single-primary mirror's fence-peer handler (crm-fence-peer) outdates the peer 
 a Pacemaker constraint. A dual-primary mirror cannot be fenced that way: both sides are
 Primary, both handlers race, the loser's I/O stays frozen under GFS2 and its unmount
 hangs until Pacemaker fences it, and the loser may be the priority node (lab/README.md,
-"What the storage link's loss does"). Its handler fences the peer through
-Pacemaker instead (stonith_admin): both ask, the fence device aimed at the priority node
-waits ``fence_delay``, so the other node is always the one powered off.
+"What the storage link's loss does"). Its handler (trashlib/fencepeer.py) fences the peer
+through Pacemaker instead: both ask, the fence device aimed at the priority node waits
+``fence_delay``, so the other node is powered off, unless it holds more of the
+single-primary mirrors.
 """
 
-from trashlib import storage
+import math
+import pathlib
+
+from trashlib import cib, fencepeer, storage
 
 HANDLER = "/usr/local/lib/trash/drbd-event"
-STONITH_FENCE_PEER = "/usr/lib/drbd/stonith_admin-fence-peer.sh"
+FENCE_PEER = "/usr/local/lib/trash/drbd-fence-peer"
 
 
 def _disk_of(cfg, node, res):
@@ -57,8 +61,8 @@ def resource(cfg, res):
     fencing = "        fencing resource-and-stonith;"
     (net_opts if v9 else disk_opts).append(fencing)
     unfence = "unfence-peer" if v9 else "after-resync-target"
-    # drbd-utils' stonith handler reads /proc/drbd, which DRBD 9 no longer fills
-    fence_peer = (STONITH_FENCE_PEER if res["dual_primary"] and not v9
+    # the stonith handler reads /proc/drbd, which DRBD 9 no longer fills
+    fence_peer = (fence_peer_command(cfg) if res["dual_primary"] and not v9
                   else f"/usr/lib/drbd/crm-fence-peer{suffix}.sh")
     out = [
         "# Managed by Salt (trash.drbd). Local changes are overwritten.",
@@ -83,6 +87,26 @@ def resource(cfg, res):
                 "    }"]
     out += ["}", ""]
     return "\n".join(out)
+
+
+def fence_peer_command(cfg):
+    """The dual-primary mirror's fence-peer handler with this cluster's facts."""
+    cl = cfg["cluster"]
+    token = cl["totem"]["token"]
+    # corosync notices a lost member after token + consensus (1.2 x token unless set)
+    settle = math.ceil(2 * (token + cl["totem"].get("consensus", 1.2 * token)) / 1000)
+    single = [f"{cib.drbd_primitive_id(name)}:{res['minor']}"
+              for name, res in sorted(cfg["drbd"]["resources"].items())
+              if not res["dual_primary"]]
+    return " ".join([FENCE_PEER, "--priority", cl["priority_node"],
+                     "--fence-delay", str(cl["fence_delay"]), "--settle", str(settle), *single])
+
+
+def fence_peer_handler():
+    """The file of trashlib/fencepeer.py, run by DRBD as the handler."""
+    source = pathlib.Path(fencepeer.__file__).read_text()
+    return "#!/usr/bin/python3\n# Managed by Salt (trash.drbd). Local changes are overwritten.\n" \
+        + source
 
 
 def event_handler():

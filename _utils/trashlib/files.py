@@ -67,6 +67,7 @@ def plan(cfg, node):
         out.append(FileSpec(f"/etc/drbd.d/{name}.res", drbd.resource(cfg, res).encode(), "drbd",
                             "0600", check="drbd"))
     out.append(FileSpec(drbd.HANDLER, drbd.event_handler().encode(), "drbd", "0755"))
+    out.append(FileSpec(drbd.FENCE_PEER, drbd.fence_peer_handler().encode(), "drbd", "0755"))
     out.append(FileSpec(drbd.LVMLOCAL, drbd.lvmlocal().encode(), "drbd"))
     shared = cfg["shared"]["mountpoint"]
     for name in sorted(cfg["guests"]):

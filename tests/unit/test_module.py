@@ -74,6 +74,7 @@ def test_manage_files_test_mode_predicts_and_writes_nothing(trash_mod, tmp_path)
     assert set(result["changes"]) == {"/etc/drbd.d/global_common.conf", "/etc/drbd.d/mirror0.res",
                                       "/etc/drbd.d/mirror1.res", "/etc/drbd.d/mirror2.res",
                                       "/usr/local/lib/trash/drbd-event",
+                                      "/usr/local/lib/trash/drbd-fence-peer",
                                       "/etc/lvm/lvmlocal.conf"}
     assert not (tmp_path / "root").exists()
 

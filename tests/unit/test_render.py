@@ -36,8 +36,8 @@ def test_drbd_84_puts_fencing_in_disk_and_uses_84_handlers(cfg):
     net = text.split("net {")[1].split("}")[0]
     assert "fencing resource-and-stonith;" in disk and "fencing" not in net
     assert "allow-two-primaries yes;" in net
-    # the dual-primary mirror fences its peer through Pacemaker (the delay decides)
-    assert 'fence-peer "/usr/lib/drbd/stonith_admin-fence-peer.sh"' in text
+    # the dual-primary mirror fences its peer through Pacemaker (trashlib/fencepeer.py)
+    assert 'fence-peer "/usr/local/lib/trash/drbd-fence-peer --priority node1' in text
     assert 'after-resync-target "/usr/lib/drbd/crm-unfence-peer.sh"' in text
     assert "node-id" not in text
     assert "address 10.10.1.1:7788;" in text and "address 10.10.1.2:7788;" in text

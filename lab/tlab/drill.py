@@ -188,6 +188,7 @@ JOURNAL_EVENTS = [
     ("corosync: members left", re.compile(r"Members left: ")),
     ("corosync: members joined", re.compile(r"Members joined: ")),
     ("fencing requested", re.compile(r"[Rr]equesting (peer )?fencing|wants to fence")),
+    ("fence-peer handler", re.compile(r"drbd-fence-peer\[\d+\]: ")),
     ("fencing delayed", re.compile(r"Delaying '\w+' action targeting")),
     ("fencing done", re.compile(r"Operation '\w+' targeting \S+ (by|on) \S+ for \S+.*: OK"
                                 r"|Peer \S+ was terminated \(\w+\) by \S+")),
@@ -669,26 +670,47 @@ def storage_link_loss():
     """The storage link (eth1) cut at node1's end, corosync's other links alive: every
     mirror disconnects. The dual-primary mirror0 cannot be fenced by a constraint (both
     sides are Primary); its handler fences the peer through Pacemaker on both nodes, and
-    the fence delay makes the priority node the one that stays (_utils/trashlib/drbd.py). The
-    single-primary mirrors' handlers outdate the peer's copy meanwhile."""
+    the node Primary of more single-primary mirrors stays, the priority node on a tie
+    (_utils/trashlib/fencepeer.py). The single-primary mirrors' handlers outdate the
+    peer's copy meanwhile."""
     d = Drill("storage-link-loss")
     require_settled(d, anywhere=True)
+    before = look(PRIORITY)
+    survivor, held = holder_of_more(before)
+    d.facts["single_primary_held"] = held
     d.cut = time.time()
     cut_links("node1", ["eth1"], serial=False)
     d.mark("cut: eth1 (storage) of node1 pulled", "node1", t=d.cut, source="host")
-    _priority_survives(d)
-    v = look(PRIORITY)
-    d.facts["drbd_on_priority"] = {name: drbd.describe((v.drbd or {}).get(m))
+    d.mark(f"{survivor} must stay", survivor, t=d.cut, source="host",
+           detail=f"Primary of single-primary mirrors: {held}")
+    _survives(d, survivor)
+    v = look(survivor)
+    d.facts["drbd_on_survivor"] = {name: drbd.describe((v.drbd or {}).get(m))
                                    for name, m in MINORS.items()}
-    d.facts["fence_constraints"] = _fence_constraints(PRIORITY)
+    d.facts["fence_constraints"] = _fence_constraints(survivor)
     for name, res in PILLAR["drbd"]["resources"].items():
-        state = d.facts["drbd_on_priority"][name]
-        if res.get("dual_primary") or res.get("home") == PRIORITY:
+        state = d.facts["drbd_on_survivor"][name]
+        if res.get("dual_primary") or name in held[survivor]:
             fields = state.split()
-            d.check(f"{name} stays Primary on {PRIORITY} with its data",
+            d.check(f"{name} stays Primary on {survivor} with its data",
                     fields[1:2] == ["Primary/Unknown"] and fields[2:3] != []
                     and fields[2].startswith("UpToDate/"), state)
     return d
+
+
+def holder_of_more(view):
+    """(the node Primary of more single-primary mirrors, the priority node on a tie;
+    {node: [those mirrors]}), read from one node's /proc/drbd."""
+    held = {n: [] for n in NODES}
+    for name, res in sorted(PILLAR["drbd"]["resources"].items()):
+        ro = tuple((view.drbd or {}).get(MINORS[name], {}).get("ro") or ())
+        if res.get("dual_primary") or len(ro) != 2:
+            continue
+        for node, role in zip((view.node, PEER[view.node]), ro):
+            if role == "Primary":
+                held[node].append(name)
+    other = PEER[PRIORITY]
+    return (other if len(held[other]) > len(held[PRIORITY]) else PRIORITY), held
 
 
 def isolate():
@@ -701,73 +723,73 @@ def isolate():
     cut_links("node1", ["eth1", "eth2", "eth3"], serial=True)
     d.mark("cut: eth1, eth2, eth3 and the serial cable of node1 pulled", "node1", t=d.cut,
            source="host")
-    _priority_survives(d)
+    _survives(d, PRIORITY)
     return d
 
 
-def _priority_survives(d, timeout=600):
-    """After the cut: the priority node powers the other off through its BMC, exactly
-    once, is never powered off itself, and runs its own and every failover guest; the
-    other's pinned guests stop."""
-    loser = PEER[PRIORITY]
+def _survives(d, survivor, timeout=600):
+    """After the cut: survivor powers the other off through its BMC, exactly once, is
+    never powered off itself, and runs its own and every failover guest; the other's
+    pinned guests stop."""
+    loser = PEER[survivor]
     fo = failover_guests()
 
     def probe():
-        v = look(PRIORITY)
+        v = look(survivor)
         if loser not in v.members and v.members:
-            d.mark("peer lost (corosync membership)", PRIORITY, once=True)
+            d.mark("peer lost (corosync membership)", survivor, once=True)
         for h in v.history:
             if h.get("target") == loser and h.get("status") == "pending":
-                d.mark("fencing started (pending in history)", PRIORITY, once=True)
+                d.mark("fencing started (pending in history)", survivor, once=True)
         done = [h for h in v.history if h.get("target") == loser
                 and h.get("status") == "success"]
-        if fenced_count(v.history, loser) <= d.facts["fenced_before"][PRIORITY][loser]:
+        if fenced_count(v.history, loser) <= d.facts["fenced_before"][survivor][loser]:
             done = []
         if done:
-            d.mark(f"fencing of {loser} done ({PRIORITY}'s stonith history)", PRIORITY,
+            d.mark(f"fencing of {loser} done ({survivor}'s stonith history)", survivor,
                    once=True, detail=f"{done[0].get('action')} by {done[0].get('delegate')} "
                                      f"for {done[0].get('client')}")
         st = v.status
-        running = {g for g in fo if st is not None and st.running_on(f"guest-{g}") == {PRIORITY}}
+        running = {g for g in fo if st is not None and st.running_on(f"guest-{g}") == {survivor}}
         return bool(done) and running == set(fo), {"members": v.members, "hist": v.history[:2]}
     try:
-        # every 2 s: each poll costs the priority node's single vCPU, which must fence
-        wait(f"{PRIORITY} fences {loser}", probe, timeout, every=2)
-        d.check(f"{PRIORITY} fenced {loser}", True)
+        # every 2 s: each poll costs the survivor's single vCPU, which must fence
+        wait(f"{survivor} fences {loser}", probe, timeout, every=2)
+        d.check(f"{survivor} fenced {loser}", True)
     except DrillError as e:
-        d.check(f"{PRIORITY} fenced {loser}", False, str(e))
+        d.check(f"{survivor} fenced {loser}", False, str(e))
     # at rest: a second fencing (a late request from the loser) would show now
-    r = lab.run(PRIORITY, "crm_resource --wait --timeout=300", timeout=360)
-    d.mark("Pacemaker at rest (crm_resource --wait)", PRIORITY, detail=f"rc {r.returncode}")
+    r = lab.run(survivor, "crm_resource --wait --timeout=300", timeout=360)
+    d.mark("Pacemaker at rest (crm_resource --wait)", survivor, detail=f"rc {r.returncode}")
     off = {n: [(t, l) for t, l in bmc_events(n, d.cut) if "power off" in l] for n in NODES}
     for n, evs in off.items():
         for t, l in evs:
             d.mark(f"BMC of {n}: power off", n, t=t, source="bmc log", detail=l)
     d.check(f"{loser} powered off through its BMC, exactly once", len(off[loser]) == 1, off)
-    d.check(f"{PRIORITY} (priority node) never powered off", not off[PRIORITY], off)
+    d.check(f"{survivor} never powered off", not off[survivor], off)
     ons = [l for _, l in bmc_events(loser, d.cut) if ": power on" in l]
     d.check(f"{loser} stayed off (no power on through its BMC: R13)", not ons, ons)
-    rc1, o1 = lab.bmc_request(PRIORITY, "status")
+    rc1, o1 = lab.bmc_request(survivor, "status")
     rc2, o2 = lab.bmc_request(loser, "status")
-    d.check(f"{PRIORITY} on, {loser} off (BMCs)", o1.endswith(": on") and o2.endswith(": off"),
+    d.check(f"{survivor} on, {loser} off (BMCs)", o1.endswith(": on") and o2.endswith(": off"),
             [o1, o2])
-    v = look(PRIORITY)
+    v = look(survivor)
     st = v.status
-    for g in fo + pinned_guests(PRIORITY):
+    for g in fo + pinned_guests(survivor):
         where = sorted(st.running_on(f"guest-{g}")) if st else None
-        d.check(f"guest {g} runs on {PRIORITY}", where == [PRIORITY], where)
+        d.check(f"guest {g} runs on {survivor}", where == [survivor], where)
     for g in pinned_guests(loser):
         where = sorted(st.running_on(f"guest-{g}")) if st else None
         d.check(f"pinned guest {g} of {loser} stopped", where == [], where)
-    for t, ev, msg in journal_events(PRIORITY, d.cut, d.facts["offset_s"][PRIORITY]):
-        d.mark(ev, PRIORITY, t=t, source="journal", detail=msg)
+    for t, ev, msg in journal_events(survivor, d.cut, d.facts["offset_s"][survivor]):
+        d.mark(ev, survivor, t=t, source="journal", detail=msg)
     d.facts["seconds_from_cut"] = {
         "peer lost": d.since_cut(d.first("peer lost (corosync membership)")),
         "fencing requested (journal)": d.since_cut(d.first("fencing requested",
                                                            source="journal")),
         "BMC power off": d.since_cut(min((t for t, _ in off[loser]), default=None)),
         "fencing done (history)": d.since_cut(d.first(
-            f"fencing of {loser} done ({PRIORITY}'s stonith history)"))}
+            f"fencing of {loser} done ({survivor}'s stonith history)"))}
 
 
 def rejoin(node):

@@ -3,15 +3,16 @@ key facts of its timeline. Runs after test_converge.py and test_host.py (tests/l
 conftest.py orders it) and in this file's order, as one chain, because a fenced node's
 return costs minutes under TCG: each loss leaves a node off, `rejoin` brings it back
 (nothing moves back), and the next drill starts from there (isolate, storage-link-loss
-and power-off accept guests away from home). The chain ends with node2 powered off through its BMC and
-fenced (`trashlab drill restore` brings it back).
+and power-off accept guests away from home).
 
 The whole chain took 44 minutes on the 2-core host of 2026-11-28, whose TCG is 2.5x slower
 than when the lab was built (each rejoin 7 minutes), the lab tier with it 86, CI ≈95: more
 than CI's 90-minute limit. So `bin/test` and CI run the chain up to node1's rejoin, its
-converge and then the storage link's loss (no rejoin follows: node2 stays off), and
-TRASHLAB_CHAIN=full runs the rest too (node2's rejoins, isolate, power-off; the tests
-marked full_chain, tests/lab/conftest.py)."""
+converge and the storage link's loss while fileserver is still away on node2 (node1 is
+powered off, no rejoin follows); TRASHLAB_CHAIN=full runs the rest too (the tests marked
+full_chain, tests/lab/conftest.py: node1's rejoin, fileserver moved home, the storage
+link's loss at home, node2's rejoins, isolate, power-off), which ends with node2 powered
+off through its BMC and fenced (`trashlab drill restore` brings everything back)."""
 
 import sys
 
@@ -76,34 +77,58 @@ def test_rejoined_node_converges_without_change(ready):
     assert not changed, "\n".join(converge.summary({"node1": res}))
 
 
+def test_storage_link_loss_keeps_the_node_that_holds_the_failover_guest(ready):
+    """fileserver is still on node2 (R13): node2 is Primary of mirror1 and mirror2, node1
+    of neither. mirror0's handler on node1 yields (lab/README.md, "What the storage link's
+    loss does"): node2 powers node1 off once the fence delay of node1's device has passed,
+    and every guest that ran on node2 runs on."""
+    d = passed(run("storage-link-loss"))
+    assert d["facts"]["single_primary_held"] == {"node1": [], "node2": ["mirror1", "mirror2"]}
+    assert d["facts"]["drbd_on_survivor"]["mirror1"].split()[1:3] == [
+        "Primary/Unknown", "UpToDate/Outdated"], d["facts"]["drbd_on_survivor"]
+    t = d["facts"]["seconds_from_cut"]
+    assert t["BMC power off"] is not None and t["BMC power off"] >= FENCE_DELAY, t
+
+
+def test_a_cib_push_during_the_outage_keeps_drbds_fence_constraints(ready):
+    """node1 is off and its copies outdated: DRBD's handler placed constraints
+    (drbd-fence-by-handler-*) that keep any outdated copy from being promoted. A
+    state.apply on node2 now pushes the rendered CIB, which has none of them: they stay."""
+    before = drill._fence_constraints("node2")
+    assert before, "DRBD's handler placed no constraint"
+    sid = "trash-pacemaker-configured"
+    ret = converge.call("node2", "state.sls_id", sid, "trash", timeout=900)
+    failed = {k: s["comment"] for k, s in ret.items() if s["result"] is not True}
+    assert not failed, failed
+    assert any(s["__id__"] == sid for s in ret.values()), sorted(ret)
+    assert drill._fence_constraints("node2") == before
+
+
+@pytest.mark.full_chain
+def test_node1_rejoins_and_resyncs_after_the_storage_link_loss(ready):
+    """node2 wrote to mirror1 and mirror2 after it had outdated node1's copies: the rejoin
+    syncs them back (no split brain: every mirror UpToDate on both sides)."""
+    passed(run("rejoin", "node1"))
+
+
+@pytest.mark.full_chain
 def test_an_administrator_moves_the_failover_guest_home(ready):
     """R13: nothing moved back by itself; once node1 is verified the administrator moves
-    fileserver home (restore: crm_resource --move, then --clear) and the cluster settles.
-    The storage link's loss below starts from there: with fileserver on node2, node2's
-    handler outdates node1's mirror1 and node1 still wins the fence, so fileserver and
-    stinky would stay down until node2 returns (lab/README.md, 2026-12-07)."""
+    fileserver home (restore: crm_resource --move, then --clear) and the cluster settles."""
     d = passed(run("restore"))
     events = [e["event"] for e in d["timeline"]]
     assert "guest fileserver back home on node1" in events, events
 
 
-def test_storage_link_loss_fences_the_non_priority_node_only(ready):
+@pytest.mark.full_chain
+def test_storage_link_loss_at_home_keeps_the_priority_node(ready):
+    """Each node Primary of one single-primary mirror: a tie, the priority node stays and
+    its request is not delayed."""
     d = passed(run("storage-link-loss"))
-    assert d["facts"]["drbd_on_priority"]["mirror0"].split()[1] == "Primary/Unknown"
-
-
-def test_a_cib_push_during_the_outage_keeps_drbds_fence_constraints(ready):
-    """node2 is off and its copies outdated: DRBD's handler placed constraints
-    (drbd-fence-by-handler-*) that keep any outdated copy from being promoted. A
-    state.apply on node1 now pushes the rendered CIB, which has none of them: they stay."""
-    before = drill._fence_constraints("node1")
-    assert before, "DRBD's handler placed no constraint"
-    sid = "trash-pacemaker-configured"
-    ret = converge.call("node1", "state.sls_id", sid, "trash", timeout=900)
-    failed = {k: s["comment"] for k, s in ret.items() if s["result"] is not True}
-    assert not failed, failed
-    assert any(s["__id__"] == sid for s in ret.values()), sorted(ret)
-    assert drill._fence_constraints("node1") == before
+    assert d["facts"]["single_primary_held"] == {"node1": ["mirror1"], "node2": ["mirror2"]}
+    assert d["facts"]["drbd_on_survivor"]["mirror0"].split()[1] == "Primary/Unknown"
+    t = d["facts"]["seconds_from_cut"]
+    assert t["BMC power off"] is not None and t["BMC power off"] < FENCE_DELAY, t
 
 
 @pytest.mark.full_chain

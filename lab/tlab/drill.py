@@ -741,6 +741,10 @@ def _survives(d, survivor, timeout=600):
         for h in v.history:
             if h.get("target") == loser and h.get("status") == "pending":
                 d.mark("fencing started (pending in history)", survivor, once=True)
+            if h.get("target") == survivor and h.get("status") == "pending":
+                # a request of the loser's that waits (a yielding handler's delay)
+                d.mark(f"{h.get('origin')} asks to fence {survivor} (pending)", survivor,
+                       once=True, detail=f"for {h.get('client')}")
         done = [h for h in v.history if h.get("target") == loser
                 and h.get("status") == "success"]
         if fenced_count(v.history, loser) <= d.facts["fenced_before"][survivor][loser]:

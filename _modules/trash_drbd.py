@@ -421,14 +421,20 @@ def initial_sync(test=False, timeout=600):
                                     else f"syncing from {source}"}} for n in fresh}
     for name in unfinished:
         changes[name] = {"content": {"old": "incomplete", "new": "completed"}}
+    # the target only brings its side up: one that is up already waits for the source
+    waiting = [n for n in fresh if role == "target" and up[n]]
+    for name in waiting:
+        del changes[name]
+    said_waiting = [", ".join(f"{n} ({_drbd.describe(proc.get(minors[n]))})" for n in waiting)
+                    + f" up already: {source} makes the first copy"] if waiting else []
     if test:
         # a side that is up and connected shows now what the real run would find
         from_peer = {n: proc.get(minors[n], {}) for n in fresh if role == "source" and up[n]
                      and _peer_holds_data(proc.get(minors[n], {}))}
         for name in from_peer:
             del changes[name]
-        rest = [n for n in fresh if n not in from_peer]
-        said = []
+        rest = [n for n in fresh if n not in from_peer and n not in waiting]
+        said = list(said_waiting)
         if rest:
             said.append(f"would bring up {', '.join(rest)} for the initial sync"
                         + (" and make this node's side the first copy" if role == "source"
@@ -443,8 +449,10 @@ def initial_sync(test=False, timeout=600):
         if not up[name]:
             _must(["drbdadm", "up", name], f"drbdadm up {name}")
     if role == "target" and not unfinished:
-        return {"result": True, "changes": changes,
-                "comment": f"brought up {', '.join(fresh)}: {source} makes the first copy"}
+        brought = [n for n in fresh if n not in waiting]
+        said = ([f"brought up {', '.join(brought)}: {source} makes the first copy"]
+                if brought else []) + said_waiting
+        return {"result": True, "changes": changes, "comment": "; ".join(said)}
     forced, from_peer = [], {}
     if role == "source" and fresh:
         states = _wait_connected(fresh, minors, timeout)

@@ -135,6 +135,18 @@ def test_target_only_brings_its_side_up(drbd_mod):
     assert ret["changes"]["mirror0"]["initial sync"]["new"] == "syncing from node1"
 
 
+@pytest.mark.parametrize("test", [False, True])
+def test_a_target_already_up_waits_for_the_source_without_a_change(drbd_mod, test):
+    """node2's sides are up and connected, nothing synced yet (a real capture): a second
+    apply during the first sync has nothing to do and says so."""
+    mod = drbd_mod(node="node2", proc="proc-fresh-connected.txt")
+    ret = mod.initial_sync(test=test)
+    assert ret["result"] is True and ret["changes"] == {}, ret
+    assert "mirror1 (Connected Secondary/Secondary Inconsistent/Inconsistent)" in ret["comment"]
+    assert ret["comment"].endswith("up already: node1 makes the first copy"), ret["comment"]
+    assert not mod.tools.ran("drbdadm", "up") and not mod.tools.ran("drbdadm", "primary")
+
+
 def test_no_named_source_refuses_and_changes_nothing(drbd_mod):
     mod = drbd_mod(source=None)
     ret = mod.initial_sync()

@@ -370,7 +370,11 @@ def console_tail(node, n=25):
 
 
 def agent(node, timeout=10):
-    return Agent(RUN / f"{node}.qga", timeout=timeout)
+    path = RUN / f"{node}.qga"
+    if not path.exists():
+        # QEMU removes the socket when the machine is powered off (or never started)
+        raise AgentError(f"{node} is off: its QEMU is not running")
+    return Agent(path, timeout=timeout)
 
 
 def ping(node, timeout=3):

@@ -57,7 +57,7 @@ def extra_delay(me, peer, args, proc, crm_mon, sleep, log):
     """Seconds this node adds to its request to fence ``peer``: 0, or twice the fence
     delay when it is the priority node and ``peer`` holds more single-primary mirrors."""
     if me != args.priority:
-        return 0  # the peer's device waits nothing: the delay of this node's is the rule
+        return 0  # its request targets the priority node, whose device waits already
     mine = sorted(rid for rid, minor in args.mirrors.items()
                   if proc.get(minor, {}).get("ro", "").startswith("Primary/"))
     if len(args.mirrors) - len(mine) <= len(mine):

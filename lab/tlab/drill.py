@@ -716,9 +716,11 @@ def holder_of_more(view):
 def isolate():
     """Every link between the nodes pulled (eth1-eth3 and the serial cable, at node1's
     end; eth0 and the eth4 BMC links stay): the priority node survives, the other is
-    powered off by it."""
+    powered off by it, whoever holds more of the single-primary mirrors: mirror0's
+    handler on node1 adds no delay for a peer that is no member any more."""
     d = Drill("isolate")
     require_settled(d, anywhere=True)
+    d.facts["single_primary_held"] = holder_of_more(look(PRIORITY))[1]
     d.cut = time.time()
     cut_links("node1", ["eth1", "eth2", "eth3"], serial=True)
     d.mark("cut: eth1, eth2, eth3 and the serial cable of node1 pulled", "node1", t=d.cut,

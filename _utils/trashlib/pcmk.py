@@ -97,11 +97,32 @@ class Failure:
 
 
 @dataclass(frozen=True)
+class FenceEvent:
+    """One fencing request in the fencers' history (crm_mon's <fence_history>)."""
+
+    target: str
+    action: str      # off, reboot, on
+    origin: str      # the node whose fencer was asked
+    client: str      # e.g. pacemaker-controld.856, (null).drbd.4826, stonith-api.2827
+    status: str      # pending, success, failed
+    delegate: str    # the node that ran the device ("" while pending)
+    completed: str   # "2026-12-07 20:56:46Z" ("" while pending)
+    reason: str      # exit-reason of a failed request
+
+    @property
+    def requester(self):
+        """The client without its process id; a tagged client (stonith_admin --tag) by its tag."""
+        name = self.client.rsplit(".", 1)[0] if self.client[-1:].isdigit() else self.client
+        return name.split(").", 1)[1] if name.startswith("(null).") else name
+
+
+@dataclass(frozen=True)
 class ClusterStatus:
     nodes: tuple           # Node, in the tool's order
     instances: tuple       # Instance, in the tool's order
     attributes: tuple = () # (node, name, value) of the node attributes, when shown
     failures: tuple = ()   # Failure: operations that failed and are not cleaned up
+    fencing: tuple = ()    # FenceEvent, pending first, then newest first (the tool's order)
 
     def node(self, name):
         for node in self.nodes:
@@ -331,10 +352,15 @@ def _status(elem):
         failures.append(Failure(resource=base_id(resource), node=f.get("node"), task=task,
                                 exit=exit_, reason=f.get("exitreason", ""),
                                 when=f.get("last-rc-change", "")))
+    fencing = tuple(FenceEvent(
+        target=e.get("target", ""), action=e.get("action", ""), origin=e.get("origin", ""),
+        client=e.get("client", ""), status=e.get("status", ""), delegate=e.get("delegate", ""),
+        completed=e.get("completed", ""), reason=e.get("exit-reason", ""))
+        for e in elem.findall("fence_history/fence_event"))
     return ClusterStatus(
         nodes=tuple(_node(n) for n in (nodes if nodes is not None else [])),
         instances=tuple(_instances(resources) if resources is not None else []),
-        attributes=tuple(attrs), failures=tuple(failures))
+        attributes=tuple(attrs), failures=tuple(failures), fencing=fencing)
 
 
 def _change(elem):

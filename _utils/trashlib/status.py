@@ -72,6 +72,50 @@ def _pacemaker(cfg, node, status):
             out.append((DEGRADED, f"guest {name} runs on {', '.join(where)}, away from its home "
                                   f"{g['home']}: migrate it back by hand once {g['home']} "
                                   "is verified (R13)"))
+    return out + _fence_history(cfg, status)
+
+
+# who asks the fencers (a FenceEvent's requester), in this stack
+_REQUESTERS = {"pacemaker-controld": "Pacemaker", "drbd": "DRBD's fence-peer handler",
+               "stonith-api": "DLM", "stonith_admin": "an administrator (stonith_admin)"}
+
+
+def _fence_history(cfg, status):
+    """Findings from the fencers' history: who fenced a node that is away now, requests
+    that wait, and failures no later success has answered."""
+    out = []
+    online = status.online
+    last = {}
+    for e in status.fencing:  # pending first, then newest first
+        if e.status == "success":
+            last.setdefault(e.target, e)
+
+    def asked(e):
+        return f"asked by {e.origin} for {_REQUESTERS.get(e.requester, e.requester)}"
+    for e in status.fencing:
+        if e.status == "pending" and e.origin in online:
+            line = (FAILED, f"fencing ({e.action}) of {e.target} is pending, {asked(e)}")
+        elif e.status == "pending":
+            # its fencer went with its node; the rejoining fencer marks it failed
+            line = (DEGRADED, f"a request to fence ({e.action}) {e.target} waits in the history, "
+                              f"{asked(e)}: {e.origin} was gone before it ran; it is marked "
+                              f"failed when {e.origin} rejoins")
+        elif (e.status == "failed" and "presumed failed" not in e.reason
+              and (e.target not in last or e.completed > last[e.target].completed)):
+            line = (DEGRADED, f"fencing ({e.action}) of {e.target} failed at {e.completed}, "
+                              f"{asked(e)}: {e.reason or 'no reason given'}; once understood: "
+                              f"stonith_admin --history {e.target} --cleanup")
+        else:
+            continue
+        if line not in out:
+            out.append(line)
+    for name in cfg["cluster"]["nodes"]:
+        e = last.get(name)
+        if e is not None and name not in online:
+            # the devices turn a reboot into off (cib.py: pcmk_reboot_action)
+            done = "powered off" if e.action in ("off", "reboot") else f"fenced ({e.action})"
+            out.append((DEGRADED, f"{name} was {done} at {e.completed} through {e.delegate}, "
+                                  f"{asked(e)}"))
     return out
 
 

@@ -104,6 +104,21 @@ def test_a_cib_push_during_the_outage_keeps_drbds_fence_constraints(ready):
     assert drill._fence_constraints("node2") == before
 
 
+def test_status_on_the_survivor_says_who_powered_the_peer_off(ready):
+    """An administrator's first look at node2 during that outage: node1 is gone, DRBD's
+    handler had it powered off through node2, and node1's own request (its handler
+    yielded) waits in the history without threatening node2."""
+    st = converge.call("node2", "trash.status")
+    lines = st["findings"]
+    say("\n" + "\n".join(lines))
+    assert any(f.startswith("degraded: node1 was powered off at ") and f.endswith(
+        "through node2, asked by node2 for DRBD's fence-peer handler") for f in lines), lines
+    assert "degraded: a request to fence (off) node2 waits in the history, asked by node1 " \
+           "for DRBD's fence-peer handler: node1 was gone before it ran; it is marked " \
+           "failed when node1 rejoins" in lines, lines
+    assert not any("is pending" in f for f in lines), lines
+
+
 def test_node1_rejoins_and_resyncs_after_the_storage_link_loss(ready):
     """node2 wrote to mirror1 and mirror2 after it had outdated node1's copies: the rejoin
     syncs them back (no split brain: every mirror UpToDate on both sides)."""
@@ -160,3 +175,10 @@ def test_power_off_through_the_bmc_is_fenced_and_nothing_else_moves(ready):
     t = d["facts"]["seconds_from_cut"]
     assert t["fencing done (survivor's stonith history)"] is not None, t
     assert d["facts"]["libvirt_running_on_survivor"] == ["fileserver", "ns1", "stinky"]
+    # status on the survivor, after every loss and rejoin of the chain: the last fencing
+    # explained; the requests the rejoined nodes' fencers marked failed say nothing
+    lines = converge.call("node1", "trash.status")["findings"]
+    say("\n" + "\n".join(lines))
+    assert any(f.startswith("degraded: node2 was powered off at ") and
+               "through node1, asked by node1 for " in f for f in lines), lines
+    assert not any("fencing (" in f or "waits in the history" in f for f in lines), lines

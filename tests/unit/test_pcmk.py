@@ -266,3 +266,19 @@ def test_failed_operations_are_read_until_cleaned_up():
         when="2026-11-27 04:54:30Z"),)
     assert st.online == {"node1", "node2"}
     assert pcmk.parse_status((DATA / "crm_mon-rejoined.xml").read_text()).failures == ()
+
+
+def test_fence_history_from_real_crm_mon():
+    """node1's view after the storage link's loss at home: node2's own request (left
+    pending when node2 was powered off), the success against node2, and node1's request of
+    an earlier outage that its restarted fencer marked failed; pending first, then newest."""
+    st = pcmk.parse_status((DATA / "crm_mon-node2-lost.xml").read_text())
+    assert [(e.status, e.target, e.origin, e.requester) for e in st.fencing[:3]] == [
+        ("pending", "node1", "node2", "drbd"),
+        ("success", "node2", "node1", "drbd"),
+        ("failed", "node2", "node1", "drbd")]
+    assert (st.fencing[1].delegate, st.fencing[1].completed) == ("node1", "2026-12-07 21:05:55Z")
+    assert st.fencing[2].reason == "Initiated by earlier fencer process and presumed failed"
+    assert {e.requester for e in st.fencing} == {"drbd", "pacemaker-controld", "stonith-api"}
+    assert st.fencing[-1].action == "reboot"
+    assert pcmk.parse_status((DATA / "crm_mon-rejoined.xml").read_text()).fencing == ()

@@ -220,3 +220,59 @@ def test_dlm_over_tcp_is_named_with_the_way_to_sctp(cfg):
     for dlm in ("sctp", None):  # SCTP, or DLM not running: nothing to say
         assert not any("DLM runs" in f for f in status.assess(
             cfg, "node1", links("both"), quorum("both"), dlm=dlm)["findings"])
+
+
+def fence_lines(cfg, node, capture):
+    st = pcmk.parse_status(text(f"pcmk/{capture}"))
+    return [f for f in status.assess(cfg, node, links("both"), quorum("both"), st)["findings"]
+            if "fence" in f or "powered off" in f]
+
+
+def test_who_fenced_the_absent_peer_and_the_request_it_left(cfg):
+    """On the survivor after the storage link's loss (captured crm_mon): the peer was
+    powered off by DRBD's handler through the survivor, and the peer's own request, which
+    waited when its node went, is explained instead of looking like a fencing to come."""
+    lines = fence_lines(cfg, "node1", "crm_mon-node2-lost.xml")
+    assert "degraded: node2 was powered off at 2026-12-07 21:05:55Z through node1, asked by " \
+           "node1 for DRBD's fence-peer handler" in lines, lines
+    waits = [f for f in lines if "waits in the history" in f]
+    assert waits == ["degraded: a request to fence (off) node1 waits in the history, asked by "
+                     "node2 for DRBD's fence-peer handler: node2 was gone before it ran; it is "
+                     "marked failed when node2 rejoins"], lines
+    # node1's request of the earlier outage, marked failed by its restarted fencer: no finding
+    assert not any("failed at" in f for f in lines), lines
+    away = fence_lines(cfg, "node2", "crm_mon-node1-lost.xml")
+    assert any(f.startswith("degraded: node1 was powered off at 2026-12-07 20:56:46Z through "
+                            "node2") for f in away), away
+
+
+def test_pending_and_unanswered_failed_fencing(cfg):
+    """A request from a live node is a fencing to come; a failure no later success answers
+    is named with its reason; both peers online again: their old successes say nothing."""
+    import dataclasses
+    st = pcmk.parse_status(text("pcmk/crm_mon-node2-lost.xml"))
+    pending, success, failed = st.fencing[:3]
+    both = status.assess(cfg, "node1", links("both"), quorum("both"), dataclasses.replace(
+        pcmk.parse_status(text("pcmk/crm_mon-rejoined.xml")),
+        fencing=(dataclasses.replace(pending, origin="node1", target="node2"), success,
+                 dataclasses.replace(failed, completed="2026-12-07 21:09:00Z",
+                                     reason="fence_ipmilan: Unable to obtain correct plug status"))))
+    lines = both["findings"]
+    assert both["verdict"] == "failed"
+    assert "failed: fencing (off) of node2 is pending, asked by node1 for DRBD's fence-peer " \
+           "handler" in lines, lines
+    assert "degraded: fencing (off) of node2 failed at 2026-12-07 21:09:00Z, asked by node1 " \
+           "for DRBD's fence-peer handler: fence_ipmilan: Unable to obtain correct plug " \
+           "status; once understood: stonith_admin --history node2 --cleanup" in lines, lines
+    assert not any("powered off" in f for f in lines), lines
+    # the same failure before the success: answered, nothing to say
+    older = dataclasses.replace(failed, reason="fence_ipmilan: timed out")
+    st2 = dataclasses.replace(pcmk.parse_status(text("pcmk/crm_mon-rejoined.xml")),
+                              fencing=(success, older))
+    assert not any("fenc" in f for f in status.assess(
+        cfg, "node1", links("both"), quorum("both"), st2)["findings"])
+    # node1's yielding request after node1's rejoin: its fencer restarted, nothing ran
+    stale = dataclasses.replace(failed, completed="2026-12-07 21:09:00Z")
+    st3 = dataclasses.replace(st2, fencing=(stale, success))
+    assert not any("fenc" in f for f in status.assess(
+        cfg, "node1", links("both"), quorum("both"), st3)["findings"])

@@ -4,6 +4,8 @@ Pure: ``assess`` takes the parsed answers of corosync, Pacemaker and the drift
 check and returns a verdict with one line per finding, worst first.
 """
 
+import datetime
+
 OK, DEGRADED, FAILED = "ok", "degraded", "failed"
 _RANK = {OK: 0, DEGRADED: 1, FAILED: 2}
 
@@ -80,6 +82,13 @@ _REQUESTERS = {"pacemaker-controld": "Pacemaker", "drbd": "DRBD's fence-peer han
                "stonith-api": "DLM", "stonith_admin": "an administrator (stonith_admin)"}
 
 
+def _completed(e):
+    try:
+        return datetime.datetime.strptime(e.completed, "%Y-%m-%d %H:%M:%SZ")
+    except ValueError:
+        return None
+
+
 def _fence_history(cfg, status):
     """Findings from the fencers' history: who fenced a node that is away now, requests
     that wait, and failures no later success has answered."""
@@ -90,8 +99,11 @@ def _fence_history(cfg, status):
         if e.status == "success":
             last.setdefault(e.target, e)
 
+    def who(e):
+        return _REQUESTERS.get(e.requester, e.requester)
+
     def asked(e):
-        return f"asked by {e.origin} for {_REQUESTERS.get(e.requester, e.requester)}"
+        return f"asked by {e.origin} for {who(e)}"
     for e in status.fencing:
         if e.status == "pending" and e.origin in online:
             line = (FAILED, f"fencing ({e.action}) of {e.target} is pending, {asked(e)}")
@@ -109,13 +121,27 @@ def _fence_history(cfg, status):
             continue
         if line not in out:
             out.append(line)
+    # one loss brings requests from DRBD's handler, Pacemaker and DLM, each run in turn
+    # (each waits the device's delay): they complete within the fence delay and a minute,
+    # and the first of them is what powered the node off
+    span = datetime.timedelta(seconds=cfg["cluster"]["fence_delay"] + 60)
     for name in cfg["cluster"]["nodes"]:
-        e = last.get(name)
-        if e is not None and name not in online:
-            # the devices turn a reboot into off (cib.py: pcmk_reboot_action)
-            done = "powered off" if e.action in ("off", "reboot") else f"fenced ({e.action})"
-            out.append((DEGRADED, f"{name} was {done} at {e.completed} through {e.delegate}, "
-                                  f"{asked(e)}"))
+        if name in online or name not in last:
+            continue
+        newest = _completed(last[name])
+        loss = [e for e in status.fencing if e.status == "success" and e.target == name
+                and newest is not None and _completed(e) is not None
+                and newest - _completed(e) <= span] or [last[name]]
+        first = loss[-1]
+        # the devices turn a reboot into off (cib.py: pcmk_reboot_action)
+        done = "powered off" if first.action in ("off", "reboot") else f"fenced ({first.action})"
+        then = []
+        for e in reversed(loss[:-1]):
+            if who(e) != who(first) and who(e) not in then:
+                then.append(who(e))
+        also = f"; then also for {', '.join(then)}" if then else ""
+        out.append((DEGRADED, f"{name} was {done} at {first.completed} through "
+                              f"{first.delegate}, {asked(first)}{also}"))
     return out
 
 

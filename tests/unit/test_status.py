@@ -242,8 +242,29 @@ def test_who_fenced_the_absent_peer_and_the_request_it_left(cfg):
     # node1's request of the earlier outage, marked failed by its restarted fencer: no finding
     assert not any("failed at" in f for f in lines), lines
     away = fence_lines(cfg, "node2", "crm_mon-node1-lost.xml")
-    assert any(f.startswith("degraded: node1 was powered off at 2026-12-07 20:56:46Z through "
-                            "node2") for f in away), away
+    # the earlier loss's requests (Pacemaker, DLM at 20:50) are another story
+    assert "degraded: node1 was powered off at 2026-12-07 20:56:46Z through node2, asked by " \
+           "node2 for DRBD's fence-peer handler" in away, away
+
+
+def test_the_first_request_of_a_loss_powered_the_node_off(cfg):
+    """Once node1 is off its membership is lost too: DLM asks as well, and its request,
+    run after the device's delay, is the newest success. The line names the first."""
+    import dataclasses
+    st = pcmk.parse_status(text("pcmk/crm_mon-node1-lost.xml"))
+    drbd = st.fencing[1]
+    dlm = dataclasses.replace(st.fencing[-1], completed="2026-12-07 20:57:58Z")
+    later = dataclasses.replace(st, fencing=(st.fencing[0], dlm) + st.fencing[1:])
+    lines = status.assess(cfg, "node2", links("both"), quorum("both"), later)["findings"]
+    assert "degraded: node1 was powered off at 2026-12-07 20:56:46Z through node2, asked by " \
+           "node2 for DRBD's fence-peer handler; then also for DLM" in lines, lines
+    assert drbd.requester == "drbd" and dlm.requester == "stonith-api"
+    # beyond the fence delay and a minute (the example's 15 s + 60): DLM's own loss
+    alone = dataclasses.replace(dlm, completed="2026-12-07 20:58:02Z")
+    lines = status.assess(cfg, "node2", links("both"), quorum("both"), dataclasses.replace(
+        st, fencing=(alone,) + st.fencing[1:]))["findings"]
+    assert "degraded: node1 was powered off at 2026-12-07 20:58:02Z through node2, asked by " \
+           "node2 for DLM" in lines, lines
 
 
 def test_pending_and_unanswered_failed_fencing(cfg):

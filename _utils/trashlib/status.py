@@ -121,9 +121,9 @@ def _fence_history(cfg, status):
             continue
         if line not in out:
             out.append(line)
-    # one loss brings requests from DRBD's handler, Pacemaker and DLM, each run in turn
-    # (each waits the device's delay): they complete within the fence delay and a minute,
-    # and the first of them is what powered the node off
+    # one loss brings requests from DRBD's handler, Pacemaker and DLM, run in turn (each
+    # waits the delay of a device that has one): they complete within the fence delay and
+    # a minute, and the first of them is what powered the node off
     span = datetime.timedelta(seconds=cfg["cluster"]["fence_delay"] + 60)
     for name in cfg["cluster"]["nodes"]:
         if name in online or name not in last:

@@ -135,10 +135,7 @@ def _fence_history(cfg, status):
         first = loss[-1]
         # the devices turn a reboot into off (cib.py: pcmk_reboot_action)
         done = "powered off" if first.action in ("off", "reboot") else f"fenced ({first.action})"
-        then = []
-        for e in reversed(loss[:-1]):
-            if who(e) != who(first) and who(e) not in then:
-                then.append(who(e))
+        then = [w for w in dict.fromkeys(who(e) for e in reversed(loss)) if w != who(first)]
         also = f"; then also for {', '.join(then)}" if then else ""
         out.append((DEGRADED, f"{name} was {done} at {first.completed} through "
                               f"{first.delegate}, {asked(first)}{also}"))
